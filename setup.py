@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="modeling_livt",
+    version="0.1.0",
+    description="Hugging Face-native LiVT and DeiT-LT: vision transformers trained from scratch on long-tailed data",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["modeling_livt", "modeling_livt.*", "trainers", "trainers.*"]),
+    package_data={"modeling_livt": ["metrics/*.py"], "": ["*.md.j2"]},
+    install_requires=[
+        "torch>=2.4,<3",
+        "torchvision>=0.19",
+        "transformers>=5.0,<6",
+        "datasets>=3.0",
+        "evaluate>=0.4.3",
+        "accelerate>=1.0",
+        "huggingface_hub>=1.0",
+        "safetensors>=0.4",
+        "matplotlib>=3.7",
+        "scikit-learn>=1.3",
+        "pillow>=10.0",
+        "numpy>=1.24",
+        "jinja2>=3.1",
+    ],
+    extras_require={"dev": ["pytest>=8.0", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100", "timm>=1.0", "tensorboard>=2.15"]},
+)
