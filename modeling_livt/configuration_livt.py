@@ -1,0 +1,174 @@
+"""LiVT configuration: a ViT encoder, an MAE-style decoder for masked generative pretraining (MGP) and the
+long-tail prior (training class counts) that the balanced losses need.
+
+This file is copied next to saved models as remote code: it imports nothing from our package.
+"""
+
+import math
+
+from transformers import PreTrainedConfig
+
+LOSS_TYPES = ("bal_bce", "bal_ce", "bce", "ce")
+BALANCED_LOSS_TYPES = ("bal_bce", "bal_ce")
+POOLING_TYPES = ("mean", "cls")
+
+# ViT-Ti/S/B/L encoders (DeiT / ViT papers). The MGP decoder scales with the encoder: the paper's 512-d, 8-block
+# decoder behind a tiny encoder would cost 5-20x a supervised step, so only B/L keep it.
+LIVT_PRESETS = {
+    "tiny": dict(
+        hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768,
+        decoder_hidden_size=128, decoder_num_hidden_layers=4, decoder_num_attention_heads=4,
+        decoder_intermediate_size=512,
+    ),
+    "small": dict(
+        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+        decoder_hidden_size=256, decoder_num_hidden_layers=4, decoder_num_attention_heads=8,
+        decoder_intermediate_size=1024,
+    ),
+    "base": dict(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+        decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,
+        decoder_intermediate_size=2048,
+    ),
+    "large": dict(
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+        decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,
+        decoder_intermediate_size=2048,
+    ),
+}
+
+
+def validate_class_counts(class_counts, num_labels=None, require_positive=True):
+    """Check a list of training class counts in plain Python (it also runs on the meta device).
+
+    Raises `ValueError` naming the offending class or the length mismatch.
+    """
+    if class_counts is None:
+        return
+    if isinstance(class_counts, (str, bytes)) or not hasattr(class_counts, "__len__"):
+        raise ValueError(f"`class_counts` must be a list of per-class training counts, got {class_counts!r}.")
+    if num_labels is not None and len(class_counts) != num_labels:
+        raise ValueError(
+            f"`class_counts` has {len(class_counts)} entries but the model has num_labels={num_labels}: "
+            "pass one training count per class, in label order."
+        )
+    for index, count in enumerate(class_counts):
+        if isinstance(count, bool) or not isinstance(count, (int, float)) or math.isnan(count) or math.isinf(count):
+            raise ValueError(f"`class_counts` entry for class {index} is {count!r}; counts must be finite numbers.")
+        if count < 0 or (require_positive and count <= 0):
+            raise ValueError(
+                f"Class {index} has {count} training images, but a balanced loss needs every class to be present "
+                "(its log-prior would be -inf). Add images of that class, drop the class from the label set, "
+                "or train with loss_type='ce'/'bce'."
+            )
+
+
+class LiVTConfig(PreTrainedConfig):
+    r"""Configuration of the LiVT models ([`LiVTModel`], [`LiVTForMaskedImageModeling`],
+    [`LiVTForImageClassification`]).
+
+    Args:
+        image_size (`int`, defaults to 224): input resolution (square).
+        patch_size (`int`, defaults to 16): patch side; must divide `image_size`.
+        num_channels (`int`, defaults to 3)
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: encoder dimensions (ViT-B default).
+        hidden_act (`str`, defaults to `"gelu"`)
+        qkv_bias (`bool`, defaults to `True`)
+        layer_norm_eps (`float`, defaults to 1e-6): the papers' value (HF ViT uses 1e-12).
+        hidden_dropout_prob, attention_probs_dropout_prob (`float`, defaults to 0.0)
+        drop_path_rate (`float`, defaults to 0.0): stochastic depth, linear over depth.
+        initializer_range (`float`, defaults to 0.02): std of the CLS / mask tokens.
+        classifier_init_std (`float`, defaults to 2e-5): std of the fine-tuning head (MAE/LiVT recipe).
+        decoder_hidden_size, decoder_num_hidden_layers, decoder_num_attention_heads, decoder_intermediate_size:
+            MGP decoder (defaults 512 / 8 / 16 / 2048).
+        mask_ratio (`float`, defaults to 0.75): fraction of patches masked during MGP.
+        norm_pix_loss (`bool`, defaults to `True`): reconstruct per-patch normalised pixels.
+        pooling (`str`, defaults to `"mean"`): `"mean"` = mean of patch tokens + `fc_norm` (LiVT head, final norm
+            dropped) or `"cls"` = final norm + CLS token.
+        loss_type (`str`, defaults to `"bal_bce"`): `"bal_bce"`, `"bal_ce"`, `"bce"` or `"ce"`.
+        bal_tau (`float`, defaults to 1.0): strength of the log-prior adjustment of the balanced losses.
+        class_counts (`list[int]`, *optional*): training-split images per class; the prior of the balanced losses.
+
+    Example:
+    ```python
+    >>> from modeling_livt import LiVTConfig, LiVTForImageClassification
+    >>> config = LiVTConfig.from_preset("tiny", image_size=32, patch_size=4, num_labels=10, class_counts=[50] * 10)
+    >>> model = LiVTForImageClassification(config)
+    ```
+    """
+
+    model_type = "livt"
+
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    qkv_bias: bool = True
+    layer_norm_eps: float = 1e-6
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    drop_path_rate: float = 0.0
+    initializer_range: float = 0.02
+    classifier_init_std: float = 2e-5
+    decoder_hidden_size: int = 512
+    decoder_num_hidden_layers: int = 8
+    decoder_num_attention_heads: int = 16
+    decoder_intermediate_size: int = 2048
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True
+    pooling: str = "mean"
+    loss_type: str = "bal_bce"
+    bal_tau: float = 1.0
+    class_counts: list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        labels_given = self.id2label is not None or kwargs.get("num_labels") is not None
+        super().__post_init__(**kwargs)
+        if self.class_counts is not None:
+            if not labels_given:  # the prior defines the label space when nothing else does
+                self.num_labels = len(self.class_counts)
+            self.class_counts = [int(c) if float(c).is_integer() else c for c in self.class_counts]
+        self.validate_livt()
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "LiVTConfig":
+        """Build a config from a named preset (`tiny`, `small`, `base`, `large`), overriding any field."""
+        if name not in LIVT_PRESETS:
+            raise ValueError(f"Unknown LiVT preset {name!r}; choose one of {sorted(LIVT_PRESETS)}.")
+        return cls(**{**LIVT_PRESETS[name], **overrides})
+
+    def validate_livt(self):
+        """Raise `ValueError` naming the field for inconsistent values.
+
+        Runs in `__post_init__` and again when a model or loss is built, because keyword arguments given to
+        `from_pretrained` are set on the config after `__post_init__`.
+        """
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}."
+            )
+        if self.decoder_hidden_size % self.decoder_num_attention_heads != 0:
+            raise ValueError(
+                f"decoder_hidden_size={self.decoder_hidden_size} is not divisible by "
+                f"decoder_num_attention_heads={self.decoder_num_attention_heads}."
+            )
+        if self.image_size % self.patch_size != 0:
+            raise ValueError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size}.")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"Unknown loss_type={self.loss_type!r}; choose one of {list(LOSS_TYPES)}.")
+        if self.pooling not in POOLING_TYPES:
+            raise ValueError(f"Unknown pooling={self.pooling!r}; choose one of {list(POOLING_TYPES)}.")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio={self.mask_ratio} must be in [0, 1).")
+        validate_class_counts(
+            self.class_counts,
+            num_labels=self.num_labels,
+            require_positive=self.loss_type in BALANCED_LOSS_TYPES,
+        )
+
+
+__all__ = ["LiVTConfig", "LIVT_PRESETS", "LOSS_TYPES", "validate_class_counts"]

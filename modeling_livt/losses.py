@@ -1,0 +1,234 @@
+"""Long-tail losses: Bal-BCE (LiVT), Bal-CE (logit adjustment), plain BCE / soft-target CE, the DeiT-LT
+distillation loss and class-balanced (effective-number) weights.
+
+All losses take `logits [B, C]` and `targets` as int labels `[B]` or soft targets `[B, C]` (mixup / cutmix with
+label smoothing folded in). The prior only enters the *training* loss; model logits are never adjusted.
+The class prior is kept as a Python list and turned into a tensor on first use on a device, so the modules hold
+no tensor state (they are safe to build on the meta device inside `from_pretrained`).
+
+This file is copied next to saved models as remote code: it imports nothing from our package.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _check_counts(class_counts, require_positive=True):
+    if isinstance(class_counts, torch.Tensor):
+        class_counts = class_counts.tolist()
+    counts = [float(c) for c in class_counts]
+    if len(counts) == 0:
+        raise ValueError("`class_counts` is empty: pass one training count per class.")
+    for index, count in enumerate(counts):
+        if math.isnan(count) or math.isinf(count):
+            raise ValueError(f"`class_counts` entry for class {index} is {count}; counts must be finite.")
+        if count < 0 or (require_positive and count <= 0):
+            raise ValueError(
+                f"Class {index} has {count:g} training images: a balanced loss needs every class present "
+                "(log-prior -inf). Add images of that class or drop it from the label set."
+            )
+    return counts
+
+
+def class_balanced_weights(class_counts, beta: float = 0.9999) -> torch.Tensor:
+    """Effective-number class weights (Cui et al., 2019) as DeiT-LT uses them: w_c = (1 - beta) / (1 - beta^n_c),
+    normalised so that they sum to the number of classes. Returns a float32 tensor `[C]`."""
+    counts = torch.tensor(_check_counts(class_counts), dtype=torch.float64)
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta={beta} must be in [0, 1).")
+    weights = (1.0 - beta) / (1.0 - torch.pow(beta, counts))
+    weights = weights / weights.sum() * len(counts)
+    return weights.float()
+
+
+def to_soft_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Return `[B, C]` float targets: one-hot for int labels (validated), soft targets passed through (validated)."""
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape [batch, num_classes], got {tuple(logits.shape)}.")
+    batch, num_classes = logits.shape
+    if targets.dim() == 1 and not targets.is_floating_point():
+        if targets.shape[0] != batch:
+            raise ValueError(
+                f"logits have shape {tuple(logits.shape)} but targets have shape {tuple(targets.shape)}: "
+                "one label per example is needed."
+            )
+        if batch and (targets.min() < 0 or targets.max() >= num_classes):
+            bad = targets[(targets < 0) | (targets >= num_classes)][0].item()
+            raise ValueError(f"Label {bad} is outside [0, {num_classes}): check the label column and num_labels.")
+        return F.one_hot(targets, num_classes).to(torch.float32)
+    if targets.shape != logits.shape:
+        raise ValueError(
+            f"Soft targets have shape {tuple(targets.shape)} but logits have shape {tuple(logits.shape)}; "
+            "pass int labels [B] or soft targets [B, C]."
+        )
+    return targets.to(torch.float32)
+
+
+class _PriorLoss(nn.Module):
+    """Shared bookkeeping: the class counts as Python floats and a per-device cache of the log prior."""
+
+    def __init__(self, class_counts, tau: float = 1.0):
+        super().__init__()
+        self.class_counts = _check_counts(class_counts)
+        self.tau = float(tau)
+        self._cache = {}
+
+    def log_prior(self, device) -> torch.Tensor:
+        """log(pi_c), pi_c = n_c / N, float32 on `device` (computed in float64)."""
+        key = ("log_prior", str(device))
+        if key not in self._cache:
+            counts = torch.tensor(self.class_counts, dtype=torch.float64)
+            self._cache[key] = torch.log(counts / counts.sum()).float().to(device)
+        return self._cache[key]
+
+    def _check_width(self, logits):
+        if logits.dim() != 2 or logits.shape[1] != len(self.class_counts):
+            raise ValueError(
+                f"logits have shape {tuple(logits.shape)} but the loss was built for {len(self.class_counts)} classes."
+            )
+
+    def extra_repr(self):
+        return f"num_classes={len(self.class_counts)}, tau={self.tau}"
+
+
+class BalancedBCELoss(_PriorLoss):
+    """Bal-BCE (LiVT, eq. 6): BCE on z + tau * (log pi - log(1 - pi)), summed over classes, averaged over the batch.
+
+    Args:
+        class_counts: training images per class (all > 0).
+        tau: strength of the adjustment (1.0 in the paper; the official code ignores it, we honour it).
+    """
+
+    def bias(self, device) -> torch.Tensor:
+        key = ("bce_bias", str(device))
+        if key not in self._cache:
+            counts = torch.tensor(self.class_counts, dtype=torch.float64)
+            prior = counts / counts.sum()
+            if (prior >= 1).any():
+                raise ValueError("Bal-BCE needs at least two classes with images (a class prior of 1 has no bias).")
+            self._cache[key] = (torch.log(prior) - torch.log1p(-prior)).float().to(device)
+        return self._cache[key]
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self._check_width(logits)
+        targets = to_soft_targets(logits, targets)
+        adjusted = logits.float() + self.tau * self.bias(logits.device)
+        return F.binary_cross_entropy_with_logits(adjusted, targets, reduction="mean") * logits.shape[1]
+
+
+class BalancedCELoss(_PriorLoss):
+    """Bal-CE / logit adjustment (Menon et al.): soft-target cross-entropy on z + tau * log(pi)."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self._check_width(logits)
+        targets = to_soft_targets(logits, targets)
+        adjusted = logits.float() + self.tau * self.log_prior(logits.device)
+        return soft_target_cross_entropy(adjusted, targets)
+
+
+class BCELoss(nn.Module):
+    """Plain multi-label BCE with the same reduction as Bal-BCE (sum over classes, mean over the batch)."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = to_soft_targets(logits, targets)
+        return F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="mean") * logits.shape[1]
+
+
+def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """mean over the batch of -sum_c y_c log softmax(z)_c (targets already `[B, C]`)."""
+    return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """Cross-entropy for int labels or soft targets `[B, C]` (timm's SoftTargetCrossEntropy)."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return soft_target_cross_entropy(logits, to_soft_targets(logits, targets))
+
+
+def build_loss(loss_type: str, class_counts=None, tau: float = 1.0) -> nn.Module:
+    """The training loss for `loss_type` in {"bal_bce", "bal_ce", "bce", "ce"}."""
+    if loss_type in ("bal_bce", "bal_ce"):
+        if class_counts is None:
+            raise ValueError(
+                f"loss_type={loss_type!r} needs the training class counts: set `class_counts` in the config "
+                "(the scripts fill it from the training split), or use loss_type='ce'/'bce'."
+            )
+        return BalancedBCELoss(class_counts, tau) if loss_type == "bal_bce" else BalancedCELoss(class_counts, tau)
+    if loss_type == "bce":
+        return BCELoss()
+    if loss_type == "ce":
+        return SoftTargetCrossEntropy()
+    raise ValueError(f"Unknown loss_type={loss_type!r}; choose one of ['bal_bce', 'bal_ce', 'bce', 'ce'].")
+
+
+class DeiTLTLoss(nn.Module):
+    """DeiT-LT loss: (1 - alpha) * cls_loss(cls_logits, targets) + alpha * dist_loss.
+
+    dist_loss is the cross-entropy of the DIST head against the teacher's argmax on the same (augmented, mixed)
+    batch; with `class_weights` (set at the DRW epoch) it is PyTorch's weighted mean sum(w_t * ce) / sum(w_t),
+    w indexed by the teacher's class.
+
+    Args:
+        alpha: weight of the distillation term (0.5).
+        class_weights: `[C]` weights or None (e.g. `class_balanced_weights(counts, 0.9999)`); settable later.
+        cls_loss: loss for the CLS head; defaults to soft-target CE (give e.g. `BalancedBCELoss(counts)`).
+    """
+
+    def __init__(self, alpha: float = 0.5, class_weights=None, cls_loss: nn.Module | None = None):
+        super().__init__()
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha={alpha} must be in [0, 1].")
+        self.alpha = float(alpha)
+        self.cls_loss = cls_loss if cls_loss is not None else SoftTargetCrossEntropy()
+        self.class_weights = class_weights
+
+    @property
+    def class_weights(self):
+        return self._class_weights
+
+    @class_weights.setter
+    def class_weights(self, weights):
+        if weights is not None:
+            weights = torch.as_tensor(weights, dtype=torch.float32)
+            if weights.dim() != 1 or not torch.isfinite(weights).all() or (weights < 0).any():
+                raise ValueError("class_weights must be a 1-D tensor of finite, non-negative weights.")
+        self._class_weights = weights
+
+    def distillation_loss(self, distillation_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        if teacher_logits.shape != distillation_logits.shape:
+            raise ValueError(
+                f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+                f"{tuple(distillation_logits.shape)} differ: teacher and student need the same label space."
+            )
+        teacher_labels = teacher_logits.argmax(dim=-1)
+        weight = None
+        if self._class_weights is not None:
+            if self._class_weights.shape[0] != distillation_logits.shape[1]:
+                raise ValueError(
+                    f"class_weights has {self._class_weights.shape[0]} entries for "
+                    f"{distillation_logits.shape[1]} classes."
+                )
+            weight = self._class_weights.to(distillation_logits.device)
+        return F.cross_entropy(distillation_logits.float(), teacher_labels, weight=weight)
+
+    def forward(self, cls_logits, distillation_logits, targets, teacher_logits) -> torch.Tensor:
+        cls_term = self.cls_loss(cls_logits, targets)
+        dist_term = self.distillation_loss(distillation_logits, teacher_logits)
+        return (1.0 - self.alpha) * cls_term + self.alpha * dist_term
+
+
+__all__ = [
+    "BCELoss",
+    "BalancedBCELoss",
+    "BalancedCELoss",
+    "DeiTLTLoss",
+    "SoftTargetCrossEntropy",
+    "build_loss",
+    "class_balanced_weights",
+    "soft_target_cross_entropy",
+    "to_soft_targets",
+]
