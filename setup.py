@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_livt", "modeling_livt.*", "trainers", "trainers.*"]),
-    package_data={"modeling_livt": ["metrics/*.py"], "": ["*.md.j2"]},
+    package_data={"modeling_livt": ["long_tail_metric/*.py"]},
     install_requires=[
         "torch>=2.4,<3",
         "torchvision>=0.19",

@@ -277,10 +277,11 @@ def test_error_messages():
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
-def test_evaluate_load_local_folder_offline_matches_function(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_evaluate_load_local_folder_offline_matches_function(monkeypatch):
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
+        monkeypatch.setenv(var, "1")
     evaluate = pytest.importorskip("evaluate")
+    monkeypatch.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)  # read at import time
     assert os.path.isfile(os.path.join(LONG_TAIL_METRIC_PATH, "long_tail_metric.py"))
     metric = evaluate.load(LONG_TAIL_METRIC_PATH, keep_in_memory=True)
     rng = np.random.default_rng(2)
