@@ -63,3 +63,35 @@ __all__ = [
     "build_loss",
     "class_balanced_weights",
 ]
+
+# DeiT-LT and its CIFAR ResNet teacher
+from .configuration_deit_lt import DEIT_LT_PRESETS, DeiTLTConfig  # noqa: E402
+from .modeling_deit_lt import (  # noqa: E402
+    DeiTLTForImageClassification,
+    DeiTLTImageClassifierOutput,
+    DeiTLTModel,
+    DeiTLTPreTrainedModel,
+)
+from .resnet_cifar import (  # noqa: E402
+    ResNetCifarConfig,
+    ResNetCifarForImageClassification,
+    convert_paco_resnet32_state_dict,
+)
+
+_register(
+    DeiTLTConfig,
+    [(AutoModel, DeiTLTModel), (AutoModelForImageClassification, DeiTLTForImageClassification)],
+)
+_register(ResNetCifarConfig, [(AutoModelForImageClassification, ResNetCifarForImageClassification)])
+
+__all__ += [
+    "DEIT_LT_PRESETS",
+    "DeiTLTConfig",
+    "DeiTLTForImageClassification",
+    "DeiTLTImageClassifierOutput",
+    "DeiTLTModel",
+    "DeiTLTPreTrainedModel",
+    "ResNetCifarConfig",
+    "ResNetCifarForImageClassification",
+    "convert_paco_resnet32_state_dict",
+]

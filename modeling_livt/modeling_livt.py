@@ -288,6 +288,10 @@ class LiVTLayer(GradientCheckpointingLayer):
         return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
 
 
+class LiVTClassifierHead(nn.Linear):
+    """The classification head: a linear layer initialised with trunc_normal(std=config.classifier_init_std)."""
+
+
 def drop_path_rates(rate: float, depth: int) -> list[float]:
     """Stochastic depth increasing linearly from 0 to `rate` over the blocks (plain Python: works on meta)."""
     return [rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
@@ -317,18 +321,20 @@ class LiVTPreTrainedModel(PreTrainedModel):
         """The official MAE/LiVT initialisation: xavier-uniform linears (and patch projection, seen as a linear),
         normal(0.02) tokens, sin-cos position embeddings. Only tensors missing from a checkpoint reach here."""
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
+        if isinstance(module, LiVTClassifierHead):
+            init.trunc_normal_(module.weight, std=self.config.classifier_init_std)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, LiVTPatchEmbeddings):
-            weight = module.projection.weight
-            if not getattr(weight, "_is_hf_initialized", False):  # a view drops the flag: check it here
-                nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
-            init.zeros_(module.projection.bias)
+        elif isinstance(module, nn.Conv2d):  # the patch projection, initialised as a linear layer (MAE)
+            if not getattr(module.weight, "_is_hf_initialized", False):  # a view drops the flag: check it here
+                nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+            init.zeros_(module.bias)
         elif isinstance(module, LiVTEmbeddings):
             init.normal_(module.cls_token, std=std)
             pos_embed = get_2d_sincos_pos_embed(module.position_embeddings.shape[-1], module.grid_size,
@@ -338,10 +344,6 @@ class LiVTPreTrainedModel(PreTrainedModel):
             init.normal_(module.mask_token, std=std)
             pos_embed = get_2d_sincos_pos_embed(module.decoder_pos_embed.shape[-1], module.grid_size, 1)
             init.copy_(module.decoder_pos_embed, pos_embed.unsqueeze(0))
-        elif isinstance(module, LiVTForImageClassification):
-            # runs after the children: overrides the generic linear init of the head
-            init.trunc_normal_(module.classifier.weight, std=self.config.classifier_init_std)
-            init.zeros_(module.classifier.bias)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -541,7 +543,7 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         mean_pooling = config.pooling == "mean"
         self.livt = LiVTModel(config, add_final_norm=not mean_pooling)
         self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if mean_pooling else nn.Identity()
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = LiVTClassifierHead(config.hidden_size, config.num_labels)
         self._loss_cache = {}  # a dict, not a submodule: the loss holds no weights
         self.post_init()
 

@@ -1,0 +1,19 @@
+"""Trainers for LiVT and DeiT-LT: `transformers.Trainer` subclasses that only choose losses, optimizers, schedules
+and reporting. Imports flow one way: scripts -> trainers -> modeling_livt."""
+
+from .arguments import AugmentationArguments, LongTailTrainingArguments, MGPTrainingArguments, ModelArguments
+from .balanced import BalancedTrainer, LongTailMetrics
+from .base import NonFiniteLossError, check_hub_access
+from .mgp import MGPTrainer
+
+__all__ = [
+    "AugmentationArguments",
+    "BalancedTrainer",
+    "LongTailMetrics",
+    "LongTailTrainingArguments",
+    "MGPTrainer",
+    "MGPTrainingArguments",
+    "ModelArguments",
+    "NonFiniteLossError",
+    "check_hub_access",
+]

@@ -1,0 +1,98 @@
+"""Model cards with long-tail results, written with huggingface_hub's `ModelCard` / `ModelCardData`.
+
+The templates live in the repository's `model_cards/` folder (`livt.md.j2`, `deit_lt.md.j2`); `model-index` carries
+accuracy, many/medium/few-shot accuracy and ECE (Trainer's own card only knows plain accuracy).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+
+CARD_METRICS = {
+    "accuracy": "Top-1 accuracy",
+    "many_shot_accuracy": "Many-shot accuracy",
+    "medium_shot_accuracy": "Medium-shot accuracy",
+    "few_shot_accuracy": "Few-shot accuracy",
+    "ece": "Expected calibration error",
+    "cls_accuracy": "CLS-head accuracy",
+    "distillation_accuracy": "DIST-head accuracy",
+}
+
+
+def _template(method: str) -> Path:
+    path = TEMPLATE_DIR / f"{method}.md.j2"
+    if not path.exists():
+        raise FileNotFoundError(f"model card template {path} is missing (the repository's model_cards/ folder).")
+    return path
+
+
+def eval_results(metrics: dict, dataset_name: str, dataset_split: str = "test") -> list[EvalResult]:
+    """`model-index` entries for every known metric present (a group without classes, None, is left out)."""
+    results = []
+    for key, name in CARD_METRICS.items():
+        value = metrics.get(key)
+        if value is None:
+            continue
+        results.append(
+            EvalResult(
+                task_type="image-classification", dataset_type=dataset_name, dataset_name=dataset_name,
+                dataset_split=dataset_split, metric_type=key, metric_name=name, metric_value=round(float(value), 4),
+            )
+        )
+    return results
+
+
+def write_model_card(
+    output_dir: str | os.PathLike,
+    method: str,
+    model_name: str,
+    metrics: dict | None,
+    class_counts: list[int],
+    dataset_name: str,
+    imbalance_factor: float | None = None,
+    recipe: dict | None = None,
+    label_names: list[str] | None = None,
+    base_model: str | None = None,
+    teacher: str | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """Render `model_cards/{method}.md.j2` into `output_dir/README.md` and return its path."""
+    metrics = metrics or {}
+    card_data = ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=["image-classification", "long-tailed", method.replace("_", "-"), "vision-transformer"],
+        datasets=[dataset_name] if "/" in dataset_name and not os.path.exists(dataset_name) else None,
+        metrics=["accuracy"],
+        eval_results=eval_results(metrics, dataset_name, metrics.get("split", "test")) or None,
+        base_model=base_model if base_model and not os.path.exists(base_model) else None,
+    )
+    names = label_names or [str(i) for i in range(len(class_counts))]
+    output_dir = Path(output_dir)
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(_template(method)),
+        model_name=model_name,
+        repo_id=repo_id or model_name,
+        metrics=metrics,
+        class_rows=[(i, names[i], count) for i, count in enumerate(class_counts)],
+        num_train_images=sum(class_counts),
+        imbalance_factor=imbalance_factor,
+        observed_imbalance=max(class_counts) / max(1, min(class_counts)) if class_counts else None,
+        dataset_name=dataset_name,
+        recipe=recipe or {},
+        teacher=teacher,
+        base_model=base_model,
+        has_per_class_plot=(output_dir / "per_class_accuracy.png").exists(),
+        has_reliability_plot=(output_dir / "reliability_diagram.png").exists(),
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "README.md"
+    card.save(path)
+    return path

@@ -1,0 +1,277 @@
+"""DeiT-LT: a DeiT with a CLS and a DIST token for long-tailed data (Rangwani et al., CVPR 2024).
+
+The encoder is LiVT's (`LiVTModel`, `LiVTLayer`): this file only adds what differs, as timm's `deit.py` does on top of
+`vision_transformer.py`: a distillation token (tokens `[CLS, DIST, patches]`, position embeddings over all of them),
+two heads after the final norm, and the official DeiT initialisation (truncated normal, std 0.02).
+
+Training: the CLS head is trained on the (mixed) labels, the DIST head on the hard predictions of a CNN teacher.
+The distillation loss needs that teacher, so it lives in the trainer (`DeiTLTLoss` in `losses.py`); given `labels`
+alone the model returns the CLS loss (`config.cls_loss_type`). At inference the logits are the mean of both heads.
+
+This file is copied next to saved models as remote code: only single-dot sibling imports of our package.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedConfig
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_deit_lt import ENCODER_FIELDS, DeiTLTConfig
+from .configuration_livt import LiVTConfig
+from .losses import build_loss
+from .modeling_livt import LiVTEmbeddings, LiVTModel, LiVTModelOutput, LiVTPreTrainedModel
+
+
+@dataclass
+class DeiTLTImageClassifierOutput(ModelOutput):
+    """DeiT-LT output.
+
+    `logits [N, C]` = (cls_logits + distillation_logits) / 2 in training and evaluation; `loss` (given `labels`) is the
+    CLS loss only (the distillation term needs a teacher: see `DeiTLTLoss`).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cls_logits: torch.FloatTensor | None = None
+    distillation_logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class DeiTLTEmbeddings(LiVTEmbeddings):
+    """LiVT's embeddings with a distillation token after CLS: `[CLS, DIST, patches]` + position embeddings
+    `[1, 2 + L, D]` (timm `VisionTransformerDistilled` layout; learnable)."""
+
+    def __init__(self, config):
+        super().__init__(config, num_prefix_tokens=2)
+        self.distillation_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+
+    def prefix_tokens(self, batch_size: int) -> torch.Tensor:
+        return torch.cat(
+            [self.cls_token.expand(batch_size, -1, -1), self.distillation_token.expand(batch_size, -1, -1)], dim=1
+        )
+
+
+class DeiTLTPreTrainedModel(LiVTPreTrainedModel):
+    config_class = DeiTLTConfig
+    config: DeiTLTConfig
+    base_model_prefix = "deit_lt"
+    _no_split_modules = ["DeiTLTEmbeddings", "LiVTLayer"]
+    accepts_loss_kwargs = False  # the CLS loss is a batch mean: let Trainer divide by gradient-accumulation steps
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """Official DeiT / timm `VisionTransformerDistilled` init: trunc_normal(std=0.02) linears with zero bias,
+        LayerNorm 1/0, trunc_normal(0.02) CLS / DIST tokens and position embeddings, the patch projection at PyTorch's
+        default Conv2d init. Only tensors missing from a checkpoint reach here."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):  # nn.Conv2d.reset_parameters, through the flag-aware helpers
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
+                bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, DeiTLTEmbeddings):
+            init.trunc_normal_(module.cls_token, std=std)
+            init.trunc_normal_(module.distillation_token, std=std)
+            init.trunc_normal_(module.position_embeddings, std=std)
+
+
+class DeiTLTModel(DeiTLTPreTrainedModel, LiVTModel):
+    """The DeiT-LT encoder: LiVT's ViT (`LiVTModel`) with `DeiTLTEmbeddings` and the final LayerNorm.
+
+    `forward(pixel_values)` returns `last_hidden_state [N, 2 + L, D]` (token 0 = CLS, token 1 = DIST)."""
+
+    def __init__(self, config: DeiTLTConfig):
+        super().__init__(config, add_final_norm=True, num_prefix_tokens=2)
+
+    def _build_embeddings(self, config, num_prefix_tokens):
+        return DeiTLTEmbeddings(config)
+
+
+class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
+    """DeiT-LT classifier: `classifier` reads the final-normed CLS token, `distillation_classifier` the DIST token.
+
+    `forward(pixel_values, labels=None)` -> `DeiTLTImageClassifierOutput` with `logits` = mean of the two heads (train
+    and eval), `cls_logits`, `distillation_logits`, and, given `labels` (int `[N]` or soft `[N, C]`), `loss` = the CLS
+    loss named by `config.cls_loss_type`. The full DeiT-LT objective `(1 - alpha) * cls + alpha * dist` needs the
+    teacher's predictions and is computed by the trainer with `DeiTLTLoss`.
+    """
+
+    def __init__(self, config: DeiTLTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.deit_lt = DeiTLTModel(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.distillation_classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._loss_cache = {}  # a dict, not a submodule: the loss holds no weights
+        self.post_init()
+
+    @property
+    def loss_fn(self) -> nn.Module:
+        """The CLS loss, rebuilt when `config.cls_loss_type`, `class_counts` or `bal_tau` change."""
+        key = (self.config.cls_loss_type, tuple(self.config.class_counts or ()), self.config.bal_tau)
+        if key not in self._loss_cache:
+            self.config.validate_deit_lt()
+            self._loss_cache.clear()
+            self._loss_cache[key] = build_loss(
+                self.config.cls_loss_type, self.config.class_counts, self.config.bal_tau
+            )
+        return self._loss_cache[key]
+
+    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> LiVTModelOutput:
+        return self.deit_lt(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+
+    def forward_head(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[N, 2 + L, D]` final-normed tokens -> (`cls_logits [N, C]`, `distillation_logits [N, C]`)."""
+        return self.classifier(hidden_states[:, 0]), self.distillation_classifier(hidden_states[:, 1])
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        **kwargs,
+    ) -> DeiTLTImageClassifierOutput:
+        outputs = self.forward_features(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        cls_logits, distillation_logits = self.forward_head(outputs.last_hidden_state)
+        logits = (cls_logits + distillation_logits) / 2
+        loss = self.loss_fn(cls_logits, labels) if labels is not None else None
+        return DeiTLTImageClassifierOutput(
+            loss=loss, logits=logits, cls_logits=cls_logits, distillation_logits=distillation_logits,
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # Combined recipe: a DeiT-LT student initialised from a LiVT MGP (or fine-tuned LiVT) checkpoint
+    # -----------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`from_pretrained`; a LiVT checkpoint (config `model_type` "livt") is routed to `from_livt_pretrained`, with
+        the keyword arguments as config overrides (plus `distillation_position`, `attn_implementation`)."""
+        from_livt = kwargs.get("config") is None and not model_args
+        if from_livt and _model_type(pretrained_model_name_or_path, kwargs) == "livt":
+            return cls.from_livt_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def from_livt_pretrained(
+        cls,
+        pretrained_model_name_or_path,
+        distillation_position: str = "cls",
+        attn_implementation: str | None = None,
+        dtype: torch.dtype | str | None = None,
+        **config_overrides,
+    ) -> "DeiTLTForImageClassification":
+        """Initialise a DeiT-LT student from a LiVT checkpoint (MGP `LiVTForMaskedImageModeling`, or a fine-tuned
+        `LiVTForImageClassification`): the combined LiVT -> DeiT-LT recipe.
+
+        Copied from the LiVT encoder: patch embedding, CLS token, all blocks, the final norm (when the checkpoint has
+        one: MGP and `pooling="cls"` classifiers do, mean-pooling classifiers don't) and the position embeddings:
+        CLS position -> CLS position, patch positions -> patch positions (resized bicubically when `image_size` is
+        overridden). The DIST position is a copy of the CLS position (`distillation_position="cls"`, the default; an
+        MGP checkpoint's CLS position is the zero row of its frozen sin-cos table) or freshly drawn
+        (`distillation_position="fresh"`, trunc_normal(0.02)). Fresh: the distillation token, both heads. Dropped:
+        the MGP decoder, LiVT's `fc_norm` and head.
+
+        The encoder fields (sizes, eps, ...) come from the LiVT config; `config_overrides` set any `DeiTLTConfig`
+        field (e.g. `num_labels`, `id2label`, `class_counts`, `cls_loss_type`, `drop_path_rate`, `image_size`).
+        Labels and `class_counts` are carried over from a fine-tuned LiVT classifier, not from an MGP checkpoint.
+        Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`, `force_download`, `subfolder`) are passed
+        to the loader; `dtype` casts the result (float32 by default).
+        """
+        if distillation_position not in ("cls", "fresh"):
+            raise ValueError(f"distillation_position={distillation_position!r} must be 'cls' or 'fresh'.")
+        hub_kwargs = {key: config_overrides.pop(key) for key in _HUB_KWARGS if key in config_overrides}
+        allowed = {f.name for f in dataclasses.fields(DeiTLTConfig)} | {"num_labels"}
+        unknown = sorted(set(config_overrides) - allowed)
+        if unknown:
+            raise TypeError(
+                f"from_livt_pretrained got {unknown}, which are neither DeiTLTConfig fields nor loading arguments."
+            )
+        livt_config = LiVTConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        if getattr(livt_config, "model_type", None) != "livt":
+            raise ValueError(f"{pretrained_model_name_or_path} is not a LiVT checkpoint (model_type 'livt').")
+        fields = {name: getattr(livt_config, name) for name in ENCODER_FIELDS}
+        is_classifier = any("ForImageClassification" in a for a in (livt_config.architectures or []))
+        if is_classifier or livt_config.class_counts is not None:
+            fields.update(id2label=dict(livt_config.id2label), label2id=dict(livt_config.label2id))
+            if livt_config.class_counts is not None:
+                fields["class_counts"] = list(livt_config.class_counts)
+        if "num_labels" in config_overrides and "id2label" not in config_overrides:
+            fields.pop("id2label", None)
+            fields.pop("label2id", None)
+        if "id2label" in config_overrides or "num_labels" in config_overrides:
+            if "class_counts" not in config_overrides:
+                fields.pop("class_counts", None)
+        config = DeiTLTConfig(**{**fields, **config_overrides})
+        if attn_implementation is not None:
+            config._attn_implementation = attn_implementation
+
+        # the LiVT encoder, loaded by its own class (handles shards, dtype, prefixes); a missing final norm is reported
+        source, info = LiVTModel.from_pretrained(
+            pretrained_model_name_or_path, config=livt_config, output_loading_info=True, dtype=torch.float32,
+            **hub_kwargs,
+        )
+        if config.image_size != livt_config.image_size:
+            source.resize_position_embeddings(config.image_size)
+        source_state = source.state_dict()
+        missing = set(info["missing_keys"])
+
+        model = cls(config)
+        target = model.deit_lt
+        with torch.no_grad():
+            target.embeddings.patch_embeddings.load_state_dict(source.embeddings.patch_embeddings.state_dict())
+            target.embeddings.cls_token.copy_(source_state["embeddings.cls_token"])
+            source_pos = source_state["embeddings.position_embeddings"]  # [1, 1 + L, D]
+            target_pos = target.embeddings.position_embeddings  # [1, 2 + L, D]
+            if source_pos.shape[1] + 1 != target_pos.shape[1]:
+                raise ValueError(
+                    f"position embeddings of the LiVT checkpoint {tuple(source_pos.shape)} don't fit the DeiT-LT "
+                    f"student {tuple(target_pos.shape)}."
+                )
+            target_pos[:, 0] = source_pos[:, 0]
+            if distillation_position == "cls":
+                target_pos[:, 1] = source_pos[:, 0]
+            target_pos[:, 2:] = source_pos[:, 1:]
+            target.layers.load_state_dict(source.layers.state_dict())
+            if not {"layernorm.weight", "layernorm.bias"} & missing:
+                target.layernorm.load_state_dict(source.layernorm.state_dict())
+        if dtype is not None and dtype != "auto":
+            model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        return model
+
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+
+
+def _model_type(pretrained_model_name_or_path, kwargs) -> str | None:
+    """`model_type` of a checkpoint's config, or None when it can't be read (the normal path then reports it)."""
+    try:
+        config_dict, _ = PreTrainedConfig.get_config_dict(
+            pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+        )
+    except Exception:  # noqa: BLE001 - let from_pretrained raise its own, clearer error
+        return None
+    return config_dict.get("model_type")
+
+
+__all__ = [
+    "DeiTLTPreTrainedModel",
+    "DeiTLTModel",
+    "DeiTLTForImageClassification",
+    "DeiTLTEmbeddings",
+    "DeiTLTImageClassifierOutput",
+]

@@ -1,0 +1,327 @@
+"""Image transforms (torchvision.transforms.v2), the saved image processor, and data collators.
+
+Recipes follow the official LiVT (MAE-based) and DeiT-LT (DeiT-based) code, without timm:
+
+* `build_mgp_transform`: MAE pre-training augmentation.
+* `build_finetune_transform`: RandomResizedCrop + flip + RandAugment(m9, timm's scale) + RandomErasing;
+  images of 32 px or less use RandomCrop(padding=4) instead of the resized crop (DeiT's rule).
+* `build_image_processor` / `build_eval_transform`: the eval transform *is* the image processor saved
+  next to the model (``preprocessor_config.json``), so ``pipeline()`` and our evaluation agree exactly.
+* `MixupCutmixCollator` (soft targets with label smoothing folded in) and `DefaultImageCollator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from datasets import Dataset, IterableDataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from transformers import BitImageProcessor
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+
+from .data import CorruptImageCounter, decode_image_or_raise, to_rgb
+
+# (mean, std) per channel, for pixels scaled to [0, 1].
+NORMALIZATION_STATS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)),
+    "cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    # scikit-learn digits as built by data.load_digits_dataset (all 1,797 images; grey, so equal channels).
+    "digits": ((0.3053, 0.3053, 0.3053), (0.3759, 0.3759, 0.3759)),
+}
+
+# LiVT (MAE code) evaluates with crop_pct 224/256 = 0.875 up to 224 px, and 1.0 (no margin) above.
+EVAL_CROP_PCT = 0.875
+SMALL_IMAGE_SIZE = 32  # at or below this size: RandomCrop(padding=4) for training, no crop for eval
+
+
+def get_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of a named preset in `NORMALIZATION_STATS`."""
+    if name not in NORMALIZATION_STATS:
+        raise ValueError(f"unknown normalization {name!r}; choose one of {sorted(NORMALIZATION_STATS)}")
+    return NORMALIZATION_STATS[name]
+
+
+def dataset_mean_std(
+    dataset: Dataset | IterableDataset, image_column: str = "image", max_images: int | None = 1000, seed: int = 0
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (pixels in [0, 1], RGB) over up to ``max_images`` images.
+
+    Map-style datasets use a seeded random subset; iterable ones the first ``max_images`` examples.
+    The std is over all pixels of all images together (population std), as the usual CIFAR figures.
+    """
+    if isinstance(dataset, IterableDataset):
+        source = dataset.select_columns([image_column])
+        rows = source.take(max_images) if max_images is not None else source
+        images = (row[image_column] for row in rows)
+    else:
+        indices = range(len(dataset))
+        if max_images is not None and len(dataset) > max_images:
+            indices = sorted(np.random.default_rng(seed).choice(len(dataset), size=max_images, replace=False).tolist())
+        column = dataset.select_columns([image_column])
+        images = (column[int(i)][image_column] for i in indices)
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    n = 0
+    for index, value in enumerate(images):
+        image = to_rgb(decode_image_or_raise(value, index))
+        arr = np.asarray(image, dtype=np.float64).reshape(-1, 3) / 255.0
+        total += arr.sum(0)
+        total_sq += (arr**2).sum(0)
+        n += arr.shape[0]
+    if n == 0:
+        raise ValueError("dataset_mean_std: no images")
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _normalize_tail(mean: Sequence[float], std: Sequence[float]) -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+
+
+def build_mgp_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """MAE / MGP pre-training: RandomResizedCrop(scale 0.2-1, bicubic) + flip + normalise (PIL in, tensor out)."""
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(image_size, scale=(0.2, 1.0), interpolation=InterpolationMode.BICUBIC),
+            v2.RandomHorizontalFlip(),
+            *_normalize_tail(mean, std),
+        ]
+    )
+
+
+def build_finetune_transform(
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    rand_augment: bool = True,
+    random_erasing: float = 0.25,
+) -> v2.Compose:
+    """Fine-tuning augmentation of LiVT / DeiT (timm's ``create_transform`` recipe, rebuilt with v2).
+
+    Above 32 px: RandomResizedCrop(scale 0.08-1, bicubic) + flip + RandAugment + normalise +
+    RandomErasing. At 32 px or less (CIFAR): resize to ``image_size`` (a no-op for images already that
+    size) + RandomCrop(padding=4) + flip + the same RandAugment/normalise/erasing, as DeiT's rule.
+    """
+    if image_size > SMALL_IMAGE_SIZE:
+        steps: list = [v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), interpolation=InterpolationMode.BICUBIC)]
+    else:
+        steps = [
+            v2.Resize((image_size, image_size), interpolation=InterpolationMode.BICUBIC),
+            v2.RandomCrop(image_size, padding=4),
+        ]
+    steps.append(v2.RandomHorizontalFlip())
+    if rand_augment:
+        # timm's "rand-m9" maps magnitude 9 to 9/10 of each op's range (_LEVEL_DENOM = 10); torchvision
+        # maps it to 9/(num_magnitude_bins - 1), so 11 bins give timm's strength (the default 31 bins
+        # would make m9 about a third as strong). Fill with the mean colour and bicubic, as timm does.
+        fill = tuple(min(255, round(255 * m)) for m in mean)
+        steps.append(
+            v2.RandAugment(
+                num_ops=2, magnitude=9, num_magnitude_bins=11, interpolation=InterpolationMode.BICUBIC, fill=fill
+            )
+        )
+    steps += _normalize_tail(mean, std)
+    if random_erasing > 0:
+        # value="random" erases with N(0, 1) noise after normalisation: timm's mode="pixel".
+        steps.append(v2.RandomErasing(p=random_erasing, value="random"))
+    return v2.Compose(steps)
+
+
+def build_image_processor(image_size: int, mean: Sequence[float], std: Sequence[float]) -> BitImageProcessor:
+    """The image processor saved with a model (``preprocessor_config.json``); it defines evaluation.
+
+    ``BitImageProcessor`` (torchvision backend, what ``AutoImageProcessor`` loads back) resizes the shorter
+    side with bicubic interpolation, center-crops, converts to RGB, rescales and normalises:
+
+    * ``image_size <= 32``: resize to ``image_size x image_size``, no crop (a no-op for CIFAR images).
+    * ``32 < image_size <= 224``: shorter side to ``int(image_size / 0.875)``, center crop ``image_size``.
+    * ``image_size > 224``: shorter side to ``image_size``, center crop ``image_size`` (no crop margin),
+      as the official MAE/LiVT code (``crop_pct = 1.0``); square images are simply resized.
+    """
+    crop = {"height": image_size, "width": image_size}
+    if image_size <= SMALL_IMAGE_SIZE:
+        size, do_center_crop = dict(crop), False
+    elif image_size <= 224:
+        size, do_center_crop = {"shortest_edge": int(image_size / EVAL_CROP_PCT)}, True
+    else:
+        size, do_center_crop = {"shortest_edge": image_size}, True
+    return BitImageProcessor(
+        do_resize=True,
+        size=size,
+        resample=PILImageResampling.BICUBIC,
+        do_center_crop=do_center_crop,
+        crop_size=crop,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(mean),
+        image_std=list(std),
+        do_convert_rgb=True,
+    )
+
+
+class EvalTransform:
+    """Eval transform that runs an image processor on one image: ``PIL image -> [3, H, W] float tensor``.
+
+    Images go through `data.to_rgb` first (16-bit images scaled, not clipped); for 8-bit images this is
+    the processor's own RGB conversion, so ``processor(raw_image)`` gives the very same tensor.
+    """
+
+    def __init__(self, processor: BitImageProcessor):
+        self.processor = processor
+
+    def __call__(self, image: PIL.Image.Image) -> torch.Tensor:
+        return self.processor(images=to_rgb(image), return_tensors="pt")["pixel_values"][0]
+
+    def __repr__(self) -> str:
+        return f"EvalTransform({self.processor.__class__.__name__}, size={self.processor.size})"
+
+
+def build_eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> EvalTransform:
+    """Evaluation transform: the `build_image_processor` processor applied to one image (see there)."""
+    return EvalTransform(build_image_processor(image_size, mean, std))
+
+
+def _make_transform_fn(
+    transform: Callable,
+    image_column: str,
+    label_column: str,
+    to_rgb: Callable,
+    skip_corrupt: bool,
+    counter: CorruptImageCounter | None,
+) -> Callable:
+    def fn(batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
+        images = batch[image_column]
+        labels = batch.get(label_column)
+        pixel_values, out_labels = [], []
+        for j, value in enumerate(images):
+            index = indices[j] if indices is not None else j
+            image = decode_image_or_raise(value, index, skip_corrupt=skip_corrupt, counter=counter)
+            if image is None:  # skipped corrupt image: the row is dropped
+                continue
+            pixel_values.append(transform(to_rgb(image)))
+            if labels is not None:
+                out_labels.append(int(labels[j]))
+        out = {"pixel_values": pixel_values}
+        if labels is not None:
+            out["labels"] = out_labels
+        return out
+
+    fn.image_column, fn.label_column = image_column, label_column
+    return fn
+
+
+def make_train_transform_fn(
+    transform: Callable,
+    image_column: str = "image",
+    label_column: str = "label",
+    to_rgb: Callable = to_rgb,
+    skip_corrupt: bool = False,
+    counter: CorruptImageCounter | None = None,
+) -> Callable:
+    """Batched function ``fn(batch, indices=None) -> {"pixel_values": [tensors], "labels": [ints]}``.
+
+    For ``Dataset.set_transform`` / ``with_transform`` and ``IterableDataset.map(batched=True,
+    with_indices=True)`` (see `apply_transform`). Every image is converted with ``to_rgb`` first. Values
+    of an ``Image(decode=False)`` column are decoded here: a corrupt one raises a ValueError naming the
+    example, or with ``skip_corrupt`` its row is dropped and counted (dropping rows works with
+    ``IterableDataset.map``; map-style datasets are cleaned up front by `data.filter_corrupt_images`).
+    """
+    return _make_transform_fn(transform, image_column, label_column, to_rgb, skip_corrupt, counter)
+
+
+def make_eval_transform_fn(
+    transform: Callable,
+    image_column: str = "image",
+    label_column: str = "label",
+    to_rgb: Callable = to_rgb,
+    skip_corrupt: bool = False,
+    counter: CorruptImageCounter | None = None,
+) -> Callable:
+    """Same as `make_train_transform_fn`, for the eval transform (kept separate for readability)."""
+    return _make_transform_fn(transform, image_column, label_column, to_rgb, skip_corrupt, counter)
+
+
+def apply_transform(dataset: Dataset | IterableDataset, transform_fn: Callable) -> Dataset | IterableDataset:
+    """Attach a batched transform fn: lazy ``with_transform`` (map-style) or lazy ``map`` (iterable)."""
+    if isinstance(dataset, IterableDataset):
+        columns = dataset.column_names or [transform_fn.image_column, transform_fn.label_column]
+        return dataset.map(transform_fn, batched=True, with_indices=True, remove_columns=columns)
+    return dataset.with_transform(transform_fn)
+
+
+class DefaultImageCollator:
+    """Stacks ``pixel_values`` into ``[B, 3, H, W]`` and ``labels`` into int64 ``[B]`` (if present)."""
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = {"pixel_values": torch.stack([torch.as_tensor(f["pixel_values"]) for f in features])}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        return batch
+
+
+def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """One-hot targets with label smoothing: ``off = s / C``, ``on = 1 - s + s / C``."""
+    one_hot = torch.nn.functional.one_hot(labels.long(), num_classes).float()
+    return one_hot * (1.0 - smoothing) + smoothing / num_classes
+
+
+class MixupCutmixCollator:
+    """Data collator with batch-level MixUp / CutMix and label smoothing (timm's ``Mixup``, with v2 ops).
+
+    Returns ``{"pixel_values": [B, 3, H, W], "labels": [B, C] float}`` soft targets summing to 1. With
+    probability ``prob`` a batch is mixed, by CutMix with probability ``switch_prob`` else MixUp (an
+    alpha of 0 disables that op). Label smoothing is folded in after mixing,
+    ``y = mixed_one_hot * (1 - s) + s / C``, which equals mixing the smoothed one-hots.
+
+    * ``mixup_enabled = False`` (DeiT-LT turns mixing off after its DRW epoch): int64 labels ``[B]`` and
+      no mixing, no smoothing.
+    * no mixing op (both alphas 0): smoothed one-hot targets; with ``label_smoothing == 0`` and
+      ``soft_targets=False``, int labels instead.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        switch_prob: float = 0.5,
+        label_smoothing: float = 0.1,
+        prob: float = 1.0,
+        soft_targets: bool = True,
+    ):
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if not 0.0 <= switch_prob <= 1.0 or not 0.0 <= prob <= 1.0:
+            raise ValueError(f"switch_prob and prob must be in [0, 1], got {switch_prob}, {prob}")
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+        self.prob = prob
+        self.soft_targets = soft_targets
+        self.mixup = v2.MixUp(alpha=mixup_alpha, num_classes=num_classes) if mixup_alpha > 0 else None
+        self.cutmix = v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes) if cutmix_alpha > 0 else None
+        if self.mixup is not None and self.cutmix is not None:
+            self.mix = v2.RandomChoice([self.mixup, self.cutmix], p=[1.0 - switch_prob, switch_prob])
+        else:
+            self.mix = self.mixup or self.cutmix
+        self.mixup_enabled = True
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        pixel_values = torch.stack([torch.as_tensor(f["pixel_values"]) for f in features])
+        labels = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        if not self.mixup_enabled:
+            return {"pixel_values": pixel_values, "labels": labels}
+        if self.mix is None and self.label_smoothing == 0 and not self.soft_targets:
+            return {"pixel_values": pixel_values, "labels": labels}
+        targets = torch.nn.functional.one_hot(labels, self.num_classes).float()
+        # torch's global RNG drives the draw (and the v2 ops), so torch.manual_seed makes batches repeatable.
+        if self.mix is not None and len(features) > 1 and float(torch.rand(())) < self.prob:
+            pixel_values, targets = self.mix(pixel_values, labels)
+        targets = targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        return {"pixel_values": pixel_values, "labels": targets}

@@ -1,0 +1,25 @@
+"""Argument parsing shared by the scripts: dataclasses from the command line, or a single .json file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import datasets
+import transformers
+from transformers import HfArgumentParser
+
+
+def parse_args(dataclass_types, argv=None):
+    parser = HfArgumentParser(dataclass_types)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=argv[0])
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(training_args=None):
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    level = training_args.get_process_log_level() if training_args is not None else logging.INFO
+    transformers.utils.logging.set_verbosity(level)
+    datasets.utils.logging.set_verbosity(min(level, logging.WARNING))

@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""LiVT stage 2: balanced fine-tuning (Bal-BCE by default) from scratch, from an MGP checkpoint or a converted one.
+
+    python scripts/run_finetune.py --dataset_name digits --imbalance_factor 10 --config_name tiny \
+        --image_size 32 --patch_size 4 --model_name_or_path outputs/mgp --output_dir outputs/finetune
+"""
+
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _cli import parse_args, setup_logging  # noqa: E402
+from transformers import set_seed  # noqa: E402
+
+from modeling_livt import LiVTForImageClassification  # noqa: E402
+from modeling_livt.data import DataArguments  # noqa: E402
+from modeling_livt.model_card import write_model_card  # noqa: E402
+from trainers import AugmentationArguments, BalancedTrainer, ModelArguments  # noqa: E402
+from trainers.arguments import FinetuneTrainingArguments  # noqa: E402
+from trainers.workflow import build_config, evaluate_and_report, prepare_data  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv=None):
+    model_args, data_args, aug_args, training_args = parse_args(
+        (ModelArguments, DataArguments, AugmentationArguments, FinetuneTrainingArguments), argv
+    )
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+
+    if model_args.model_name_or_path:
+        config_source = LiVTForImageClassification.config_class.from_pretrained(model_args.model_name_or_path)
+        image_size = model_args.image_size or config_source.image_size
+    else:
+        config_source = build_config(model_args)
+        image_size = config_source.image_size
+    prepared = prepare_data(data_args, aug_args, training_args, image_size, stage="finetune")
+    data = prepared.data
+    task_fields = dict(
+        num_labels=data.num_classes, id2label=data.id2label, label2id=data.label2id, class_counts=data.class_counts,
+        loss_type=model_args.loss_type, bal_tau=model_args.bal_tau, drop_path_rate=model_args.drop_path_rate,
+    )
+    task_fields = {k: v for k, v in task_fields.items() if v is not None}
+    if model_args.model_name_or_path:
+        kwargs = dict(task_fields, image_size=image_size)
+        if model_args.attn_implementation:
+            kwargs["attn_implementation"] = model_args.attn_implementation
+        model = LiVTForImageClassification.from_pretrained(model_args.model_name_or_path, **kwargs)
+    else:
+        config = build_config(model_args, **task_fields)
+        if model_args.attn_implementation:
+            config._attn_implementation = model_args.attn_implementation
+        model = LiVTForImageClassification(config)
+
+    recipe = {
+        "stage 1 (MGP)": model_args.model_name_or_path or "none (trained from scratch)",
+        "loss_type": model.config.loss_type,
+        "bal_tau": model.config.bal_tau,
+        "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
+        else f"{training_args.num_train_epochs} epochs",
+        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
+        "learning rate": training_args.learning_rate,
+        "layer decay": training_args.layer_decay,
+        "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
+        "image size": image_size,
+        "normalization": aug_args.normalization,
+    }
+    test_metrics = {}
+
+    def card_writer():
+        write_model_card(
+            training_args.output_dir, "livt", model_name=os.path.basename(os.path.abspath(training_args.output_dir)),
+            metrics=test_metrics, class_counts=data.class_counts, dataset_name=data_args.dataset_name,
+            imbalance_factor=data_args.imbalance_factor, recipe=recipe, label_names=data.label_names,
+            base_model=model_args.model_name_or_path, repo_id=training_args.hub_model_id,
+        )
+
+    trainer = BalancedTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=prepared.train,
+        eval_dataset=prepared.validation,
+        data_collator=prepared.train_collator,
+        eval_data_collator=prepared.eval_collator,
+        processing_class=prepared.image_processor,
+        model_card_writer=card_writer,
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    if prepared.validation is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    if prepared.test is not None:  # evaluated once, at the end, never for model selection
+        test_metrics.update(
+            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names)
+        )
+    if data.corrupt_images.count:
+        logger.warning("skipped %d corrupt images", data.corrupt_images.count)
+    if trainer.is_world_process_zero():
+        card_writer()
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return test_metrics
+
+
+if __name__ == "__main__":
+    main()

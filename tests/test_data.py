@@ -1,0 +1,527 @@
+"""Tests of modeling_livt.data: long-tailed splits, class counts, digits, the CLI loader, decoding.
+
+Expected values come from the papers / published dataset sizes or from formulas written out here.
+"""
+
+import io
+import json
+import logging
+
+import numpy as np
+import PIL.Image
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, IterableDataset, Value
+from datasets import Image as ImageFeature
+from transformers import HfArgumentParser
+
+from modeling_livt.data import (
+    CorruptImageCounter,
+    DataArguments,
+    carve_validation_split,
+    class_counts_from_dataset,
+    class_counts_from_labels,
+    decode_image_or_raise,
+    filter_corrupt_images,
+    load_class_counts,
+    load_digits_dataset,
+    load_image_datasets,
+    load_split_indices,
+    long_tailed_counts,
+    long_tailed_indices,
+    make_long_tailed,
+    save_split_indices,
+    to_rgb,
+)
+
+CIFAR10_LT_100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+CORRUPT = {"bytes": b"\x89PNG\r\n\x1a\n this is not an image", "path": None}
+
+
+def png_bytes(value=0, size=(4, 4), mode="RGB"):
+    buf = io.BytesIO()
+    PIL.Image.new(mode, size, (value,) * len(mode)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def corrupt_image_dataset(labels, num_classes=None):
+    """A dataset whose every image is undecodable bytes: any image decode fails loudly."""
+    label_feature = ClassLabel(num_classes=num_classes) if num_classes else Value("int64")
+    features = Features({"image": ImageFeature(), "label": label_feature})
+    return Dataset.from_dict({"image": [CORRUPT] * len(labels), "label": list(labels)}, features=features)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_dataset()
+
+
+# ---------------------------------------------------------------- long_tailed_counts
+
+
+def test_cifar10_rho100_counts_exact():
+    counts = long_tailed_counts(5000, 10, 100)
+    assert counts == CIFAR10_LT_100
+    assert sum(counts) == 12406
+
+
+@pytest.mark.parametrize(
+    ("max_count", "num_classes", "rho", "total"),
+    # Published CIFAR-LT training-set sizes (Cao et al. 2019, Cui et al. 2019).
+    [
+        (5000, 10, 50, 13996),
+        (5000, 10, 10, 20431),
+        (500, 100, 100, 10847),
+        (500, 100, 50, 12608),
+        (500, 100, 10, 19573),
+    ],
+)
+def test_published_cifar_lt_sizes(max_count, num_classes, rho, total):
+    counts = long_tailed_counts(max_count, num_classes, rho)
+    assert sum(counts) == total
+    assert counts[0] == max_count and counts[-1] == int(max_count / rho)
+    assert all(a >= b for a, b in zip(counts, counts[1:]))
+
+
+def test_step_profile():
+    assert long_tailed_counts(5000, 10, 100, "step") == [5000] * 5 + [50] * 5
+    assert long_tailed_counts(500, 5, 10, "step") == [500, 500, 50, 50, 50]
+
+
+def test_balanced_and_single_class():
+    assert long_tailed_counts(123, 7, 1) == [123] * 7
+    assert long_tailed_counts(123, 7, 1, "step") == [123] * 7
+    assert long_tailed_counts(40, 1, 100) == [40]
+    assert long_tailed_counts(40, 1, 100, "step") == [40]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(imbalance_factor=0.01), "imbalance_factor"),
+        (dict(imbalance_factor=float("nan")), "imbalance_factor"),
+        (dict(num_classes=0), "num_classes"),
+        (dict(profile="linear"), r"\['exp', 'step'\]"),
+        (dict(max_count=-1), "max_count"),
+    ],
+)
+def test_counts_validation(kwargs, match):
+    args = dict(max_count=100, num_classes=10, imbalance_factor=10, profile="exp") | kwargs
+    with pytest.raises(ValueError, match=match):
+        long_tailed_counts(**args)
+
+
+# ---------------------------------------------------------------- long_tailed_indices / make_long_tailed
+
+
+def test_long_tailed_indices_counts_determinism_and_seeds():
+    labels = np.repeat(np.arange(5), 100)
+    np.random.default_rng(1).shuffle(labels)
+    idx = long_tailed_indices(labels, 10, seed=0)
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)
+    expected = [int(100 * 0.1 ** (i / 4)) for i in range(5)]  # formula written out
+    assert np.bincount(labels[idx], minlength=5).tolist() == expected
+    assert long_tailed_indices(labels, 10, seed=0) == idx
+    other = long_tailed_indices(labels, 10, seed=1)
+    assert other != idx
+    assert np.bincount(labels[other], minlength=5).tolist() == expected
+
+
+def test_short_class_keeps_all_and_counts_never_exceed_available():
+    # class 0 is the largest (max_count 50); class 1 has 3 images but targets 50 * 0.5 ** (1/3) = 39.
+    labels = [0] * 50 + [1] * 3 + [2] * 40 + [3] * 30
+    idx = long_tailed_indices(labels, 2, seed=3)
+    counts = np.bincount(np.asarray(labels)[idx], minlength=4).tolist()
+    targets = long_tailed_counts(50, 4, 2)
+    assert counts == [min(t, a) for t, a in zip(targets, [50, 3, 40, 30])]
+    assert [i for i in idx if labels[i] == 1] == [50, 51, 52]
+
+
+def test_long_tailed_indices_num_classes_and_range():
+    # an empty last class still counts when num_classes says so, and shifts the profile
+    labels = [0] * 10 + [1] * 10
+    assert len(long_tailed_indices(labels, 10, num_classes=3)) == 10 + int(10 * 0.1**0.5)
+    with pytest.raises(ValueError, match=r"label 2 at row 1 .*\[0, 2\)"):
+        long_tailed_indices([0, 2], 10, num_classes=2)
+
+
+def test_make_long_tailed_never_decodes_images():
+    labels = np.repeat(np.arange(4), 30).tolist()
+    ds = corrupt_image_dataset(labels, num_classes=4)
+    with pytest.raises(Exception):  # noqa: B017 - proves the images really are undecodable
+        ds[0]["image"]
+    lt = make_long_tailed(ds, 10, seed=0)
+    assert isinstance(lt, Dataset)
+    assert class_counts_from_dataset(lt, "label", 4) == long_tailed_counts(30, 4, 10)
+    assert make_long_tailed(ds, 10, seed=0)["label"][:] == lt["label"][:]
+
+
+def test_make_long_tailed_missing_label_column_lists_columns():
+    ds = Dataset.from_dict({"img": [1, 2], "target": [0, 1]})
+    with pytest.raises(ValueError, match=r"'label'.*\['img', 'target'\]"):
+        make_long_tailed(ds, 10)
+
+
+def test_split_indices_roundtrip(tmp_path):
+    save_split_indices([5, 1, 9], tmp_path / "a" / "idx.json", metadata={"pool_size": 10})
+    assert load_split_indices(tmp_path / "a" / "idx.json") == [5, 1, 9]
+    assert json.loads((tmp_path / "a" / "idx.json").read_text())["pool_size"] == 10
+    (tmp_path / "plain.json").write_text("[3, 4]")
+    assert load_split_indices(tmp_path / "plain.json") == [3, 4]
+    (tmp_path / "bad.json").write_text('{"indices": [1, -2]}')
+    with pytest.raises(ValueError, match="non-negative"):
+        load_split_indices(tmp_path / "bad.json")
+
+
+# ---------------------------------------------------------------- class counts
+
+
+def test_class_counts_from_labels():
+    assert class_counts_from_labels([2, 0, 2, 2], 4) == [1, 0, 3, 0]
+    assert class_counts_from_labels([], 3) == [0, 0, 0]
+    with pytest.raises(ValueError, match=r"label 7 at row 2"):
+        class_counts_from_labels([0, 1, 7], 3)
+    with pytest.raises(ValueError, match=r"label -1 at row 0"):
+        class_counts_from_labels([-1], 3)
+
+
+def test_class_counts_from_dataset_map_and_iterable_read_labels_only():
+    ds = corrupt_image_dataset([0, 1, 1, 2, 2, 2], num_classes=3)
+    assert class_counts_from_dataset(ds, "label", 3) == [1, 2, 3]
+    stream = ds.to_iterable_dataset(num_shards=2)
+    assert class_counts_from_dataset(stream, "label", 3) == [1, 2, 3]
+    bad = Dataset.from_dict({"label": [0, 1, 5]}).to_iterable_dataset()
+    with pytest.raises(ValueError, match=r"label 5 at row 2"):
+        class_counts_from_dataset(bad, "label", 3)
+
+
+def test_load_class_counts_forms(tmp_path):
+    (tmp_path / "l.json").write_text("[3, 2, 1]")
+    (tmp_path / "d.json").write_text('{"b": 2, "a": 3, "c": 1}')
+    assert load_class_counts(tmp_path / "l.json") == [3, 2, 1]
+    assert load_class_counts(tmp_path / "d.json", ["a", "b", "c"]) == [3, 2, 1]
+    with pytest.raises(ValueError, match="missing"):
+        load_class_counts(tmp_path / "d.json", ["a", "b", "x"])
+
+
+# ---------------------------------------------------------------- digits
+
+
+def test_digits_splits(digits):
+    assert {k: len(v) for k, v in digits.items()} == {"train": 1297, "validation": 200, "test": 300}
+    assert class_counts_from_dataset(digits["validation"], "label", 10) == [20] * 10
+    assert class_counts_from_dataset(digits["test"], "label", 10) == [30] * 10
+    assert sum(class_counts_from_dataset(digits["train"], "label", 10)) == 1297
+    feats = digits["train"].features
+    assert isinstance(feats["image"], ImageFeature) and feats["label"].names == [str(i) for i in range(10)]
+    image = digits["train"][0]["image"]
+    assert image.mode == "RGB" and image.size == (32, 32)
+    arr = np.asarray(image)
+    assert arr.dtype == np.uint8
+    # nearest 8 -> 32 upscaling: every 4x4 block is one digit pixel, values are round(v * 255 / 16)
+    blocks = arr[:, :, 0].reshape(8, 4, 8, 4)
+    assert (blocks == blocks[:, :1, :, :1]).all()
+    assert set(np.unique(arr)) <= {round(v * 255 / 16) for v in range(17)}
+    assert (arr[..., 0] == arr[..., 1]).all()
+
+
+def test_digits_splits_are_disjoint_and_deterministic():
+    from sklearn.datasets import load_digits
+
+    a = load_digits_dataset(image_size=8)
+    b = load_digits_dataset(image_size=8)
+    sk = np.rint(load_digits().images * 255 / 16).astype(np.uint8)
+    position = {}
+    for i, img in enumerate(sk):  # map pixel content -> set of sklearn rows (digits has a few duplicates)
+        position.setdefault(img.tobytes(), []).append(i)
+    used = []
+    for split in ("train", "validation", "test"):
+        rows = [np.asarray(im)[:, :, 0].tobytes() for im in a[split]["image"]]
+        assert rows == [np.asarray(im)[:, :, 0].tobytes() for im in b[split]["image"]]
+        used += rows
+    assert all(r in position for r in used)  # real digits, unchanged (8 px: no resize)
+    # 1797 images in total, each sklearn row used exactly as often as its content appears
+    assert len(used) == 1797
+    assert sorted(used) == sorted(img.tobytes() for img in sk)
+
+
+# ---------------------------------------------------------------- decoding robustness
+
+
+def test_to_rgb_modes():
+    grey = to_rgb(PIL.Image.new("L", (3, 2), 77))
+    assert grey.mode == "RGB" and np.asarray(grey).tolist() == [[[77] * 3] * 3] * 2
+
+    rgba = PIL.Image.new("RGBA", (2, 1))
+    rgba.putpixel((0, 0), (255, 0, 0, 0))  # fully transparent red -> white background
+    rgba.putpixel((1, 0), (0, 0, 0, 255))  # opaque black stays black
+    assert np.asarray(to_rgb(rgba)).tolist() == [[[255, 255, 255], [0, 0, 0]]]
+    half = PIL.Image.new("RGBA", (1, 1), (0, 0, 0, 128))
+    assert abs(int(np.asarray(to_rgb(half))[0, 0, 0]) - round(255 * 127 / 255)) <= 1
+
+    # 16-bit: the 0..65535 range maps onto 0..255 (v / 257), where Pillow's convert would clip at 255.
+    sixteen = PIL.Image.fromarray(np.array([[0, 1000, 25700, 65535]], dtype=np.uint16))
+    assert sixteen.mode.startswith("I;16")
+    assert np.asarray(to_rgb(sixteen))[0, :, 0].tolist() == [0, 4, 100, 255]
+    as_int = PIL.Image.fromarray(np.array([[1000, 65535]], dtype=np.int32))  # how 16-bit PNGs open
+    assert as_int.mode == "I"
+    assert np.asarray(to_rgb(as_int))[0, :, 1].tolist() == [4, 255]
+    floats = PIL.Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))
+    assert np.asarray(to_rgb(floats))[0, :, 2].tolist() == [0, 128, 255]
+
+    pal = PIL.Image.new("P", (1, 1), 1)
+    pal.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    assert np.asarray(to_rgb(pal)).tolist() == [[[10, 20, 30]]]
+    rgb = PIL.Image.new("RGB", (1, 1), (1, 2, 3))
+    assert to_rgb(rgb) is rgb
+
+
+def test_decode_image_or_raise_and_skip():
+    good = decode_image_or_raise({"bytes": png_bytes(9), "path": None}, 0)
+    assert good.size == (4, 4) and np.asarray(good).max() == 9
+    assert decode_image_or_raise(png_bytes(3), 1).getpixel((0, 0)) == (3, 3, 3)
+    with pytest.raises(ValueError, match=r"corrupt image at example 7 \(bad\.png\).*--skip_corrupt_images"):
+        decode_image_or_raise({"bytes": CORRUPT["bytes"], "path": "bad.png"}, 7)
+    counter = CorruptImageCounter()
+    assert decode_image_or_raise(CORRUPT, 3, skip_corrupt=True, counter=counter) is None
+    assert decode_image_or_raise(CORRUPT, 4, skip_corrupt=True, counter=counter) is None
+    assert counter.count == 2 and counter.examples == [(3, None), (4, None)]
+
+
+def test_filter_corrupt_images_map_style():
+    features = Features({"image": ImageFeature(), "label": ClassLabel(num_classes=2)})
+    rows = [{"bytes": png_bytes(1), "path": None}, CORRUPT, {"bytes": png_bytes(2), "path": None}]
+    ds = Dataset.from_dict({"image": rows, "label": [0, 1, 1]}, features=features)
+    counter = CorruptImageCounter()
+    clean = filter_corrupt_images(ds, "image", counter)
+    assert counter.count == 1 and counter.examples[0][0] == 1
+    assert clean["label"][:] == [0, 1]
+    assert clean[1]["image"].getpixel((0, 0)) == (2, 2, 2)  # decodes again as PIL
+
+
+# ---------------------------------------------------------------- DataArguments / load_image_datasets
+
+
+def test_data_arguments_parse_and_help():
+    parser = HfArgumentParser(DataArguments)
+    (args,) = parser.parse_args_into_dataclasses(
+        ["--imbalance_factor", "100", "--streaming", "--max_train_samples", "5", "--imbalance_profile", "step"]
+    )
+    assert args.imbalance_factor == 100.0 and args.streaming and args.max_train_samples == 5
+    assert args.dataset_name == "digits" and args.split_indices_file is None
+    for f in DataArguments.__dataclass_fields__.values():
+        assert f.metadata.get("help"), f.name
+    with pytest.raises(ValueError, match="imbalance_factor"):
+        DataArguments(imbalance_factor=0.5)
+
+
+def test_load_digits_long_tailed_writes_and_resumes(tmp_path, digits):
+    out = tmp_path / "run"
+    data = load_image_datasets(DataArguments(imbalance_factor=10), seed=0, output_dir=out)
+    pool = class_counts_from_dataset(digits["train"], "label", 10)
+    targets = long_tailed_counts(max(pool), 10, 10)
+    assert data.class_counts == [min(t, n) for t, n in zip(targets, pool)]
+    assert class_counts_from_dataset(data.train, "label", 10) == data.class_counts
+    assert data.label_names == [str(i) for i in range(10)] and data.num_classes == 10
+    assert len(data.validation) == 200 and len(data.test) == 300
+    assert json.loads((out / "class_counts.json").read_text()) == data.class_counts
+    saved = load_split_indices(out / "long_tailed_indices.json")
+    assert saved == data.split_indices
+
+    # a new lt_seed draws another split ...
+    other = load_image_datasets(DataArguments(imbalance_factor=10, lt_seed=5))
+    assert other.split_indices != saved
+    # ... but a resume with the saved indices never re-draws
+    resumed = load_image_datasets(
+        DataArguments(imbalance_factor=10, lt_seed=5, split_indices_file=str(out / "long_tailed_indices.json"))
+    )
+    assert resumed.split_indices == saved
+    assert resumed.train["label"][:] == data.train["label"][:]
+
+
+def test_split_indices_from_another_pool_is_rejected(tmp_path):
+    save_split_indices([0, 1], tmp_path / "idx.json", metadata={"pool_size": 99})
+    with pytest.raises(ValueError, match="pool of 99"):
+        load_image_datasets(DataArguments(split_indices_file=str(tmp_path / "idx.json")))
+    # same pool size, other images: a carve drawn with another lt_seed
+    root = make_folder_dataset(tmp_path, {"train": [0, 1, 2] * 10})
+    args = dict(dataset_name=str(root), image_column_name="img", label_column_name="target", imbalance_factor=2)
+    load_image_datasets(DataArguments(**args, lt_seed=0), output_dir=tmp_path / "run")
+    saved = str(tmp_path / "run" / "long_tailed_indices.json")
+    assert load_image_datasets(DataArguments(**args, lt_seed=0, split_indices_file=saved)).train is not None
+    with pytest.raises(ValueError, match="different training pool"):
+        load_image_datasets(DataArguments(**args, lt_seed=1, split_indices_file=saved))
+
+
+def test_class_counts_file_agreement(tmp_path):
+    data = load_image_datasets(DataArguments(imbalance_factor=10))
+    (tmp_path / "ok.json").write_text(json.dumps({str(i): c for i, c in enumerate(data.class_counts)}))
+    assert load_image_datasets(DataArguments(imbalance_factor=10, class_counts_file=str(tmp_path / "ok.json")))
+    wrong = list(data.class_counts)
+    wrong[0] += 1
+    (tmp_path / "bad.json").write_text(json.dumps(wrong))
+    with pytest.raises(ValueError, match=r"disagrees.*file \[.*data \["):
+        load_image_datasets(DataArguments(imbalance_factor=10, class_counts_file=str(tmp_path / "bad.json")))
+
+
+def test_max_samples_seeded():
+    a = load_image_datasets(DataArguments(max_train_samples=50, max_eval_samples=20))
+    b = load_image_datasets(DataArguments(max_train_samples=50, max_eval_samples=20))
+    assert len(a.train) == 50 and len(a.validation) == 20 and len(a.test) == 20
+    assert sum(a.class_counts) == 50
+    assert a.train["label"][:] == b.train["label"][:]
+
+
+def make_folder_dataset(tmp_path, splits, as_parquet=True, label_feature=None):
+    """A local dataset folder (HF parquet layout, or save_to_disk) with tiny PNG images."""
+    label_feature = label_feature or ClassLabel(names=["cat", "dog", "emu"])
+    features = Features({"img": ImageFeature(), "target": label_feature})
+    root = tmp_path / "ds"
+    built = {}
+    for name, labels in splits.items():
+        images = [{"bytes": png_bytes(i % 250), "path": None} for i in range(len(labels))]
+        built[name] = Dataset.from_dict({"img": images, "target": labels}, features=features)
+    if as_parquet:
+        for name, ds in built.items():
+            (root / "data").mkdir(parents=True, exist_ok=True)
+            ds.to_parquet(root / "data" / f"{name}-00000-of-00001.parquet")
+    else:
+        DatasetDict(built).save_to_disk(root)
+    return root
+
+
+def test_local_folder_carves_stratified_validation_and_keeps_test(tmp_path, caplog):
+    labels = [0] * 40 + [1] * 30 + [2] * 20
+    root = make_folder_dataset(tmp_path, {"train": labels, "test": [0, 1, 2] * 5})
+    args = DataArguments(dataset_name=str(root), image_column_name="img", label_column_name="target")
+    with caplog.at_level(logging.WARNING, logger="modeling_livt.data"):
+        data = load_image_datasets(args)
+    assert "no validation split" in caplog.text
+    assert data.label_names == ["cat", "dog", "emu"]
+    assert class_counts_from_dataset(data.validation, "target", 3) == [4, 3, 2]  # 10% of each class
+    assert data.class_counts == [36, 27, 18]
+    assert len(data.test) == 15 and class_counts_from_dataset(data.test, "target", 3) == [5, 5, 5]
+    # the carved validation images are not in train (image bytes are unique per row here)
+    train_px = {im.getpixel((0, 0)) for im in data.train["img"]}
+    val_px = {im.getpixel((0, 0)) for im in data.validation["img"]}
+    assert not train_px & val_px
+
+    pct = load_image_datasets(
+        DataArguments(
+            dataset_name=str(root), image_column_name="img", label_column_name="target", validation_split_percentage=50
+        )
+    )
+    assert class_counts_from_dataset(pct.validation, "target", 3) == [20, 15, 10]
+
+
+def test_carve_validation_split_seeded():
+    ds = Dataset.from_dict({"label": [0] * 10 + [1] * 10})
+    t1, v1 = carve_validation_split(ds, "label", 20, seed=0)
+    t2, v2 = carve_validation_split(ds, "label", 20, seed=0)
+    _, v3 = carve_validation_split(ds, "label", 20, seed=1)
+    assert v1["label"][:] == [0, 0, 1, 1] and len(t1) == 16
+    assert v1._indices.column(0).to_pylist() == v2._indices.column(0).to_pylist()
+    assert v1._indices.column(0).to_pylist() != v3._indices.column(0).to_pylist()
+
+
+def test_missing_columns_listed(tmp_path):
+    root = make_folder_dataset(tmp_path, {"train": [0, 1, 2], "validation": [0, 1, 2]}, as_parquet=False)
+    with pytest.raises(ValueError, match=r"image_column_name='image'.*\['img', 'target'\]"):
+        load_image_datasets(DataArguments(dataset_name=str(root), label_column_name="target"))
+    with pytest.raises(ValueError, match=r"label_column_name='label'.*\['img', 'target'\]"):
+        load_image_datasets(DataArguments(dataset_name=str(root), image_column_name="img"))
+
+
+def test_int_labels_out_of_range_name_value_and_row(tmp_path):
+    # plain int labels {0, 1, 5}: three classes, so 5 is outside [0, 3)
+    root = make_folder_dataset(
+        tmp_path, {"train": [0, 1, 5, 1], "validation": [0, 1]}, as_parquet=False, label_feature=Value("int64")
+    )
+    with pytest.raises(ValueError, match=r"label 5 at row 2"):
+        load_image_datasets(DataArguments(dataset_name=str(root), image_column_name="img", label_column_name="target"))
+
+
+def test_hub_name_offline_is_a_clear_error():
+    with pytest.raises(ValueError, match="not a local folder"):
+        load_image_datasets(DataArguments(dataset_name="nobody/no-such-dataset-xyz"))
+
+
+def test_imagefolder(tmp_path):
+    for split, n in (("train", 6), ("val", 2)):
+        for cls in ("ant", "bee"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                PIL.Image.new("L", (5, 5), i).save(d / f"{i}.png")
+    data = load_image_datasets(DataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val")))
+    assert data.label_names == ["ant", "bee"] and data.class_counts == [6, 6]
+    assert len(data.validation) == 4 and data.test is None
+
+
+def test_skip_corrupt_images_map_style(tmp_path):
+    features = Features({"image": ImageFeature(), "label": ClassLabel(num_classes=2)})
+    rows = [{"bytes": png_bytes(i), "path": None} for i in range(6)]
+    rows[4] = CORRUPT
+    ds = Dataset.from_dict({"image": rows, "label": [0, 0, 0, 1, 1, 1]}, features=features)
+    root = tmp_path / "corrupt"
+    DatasetDict({"train": ds, "validation": ds.select([0, 3])}).save_to_disk(root)
+    data = load_image_datasets(DataArguments(dataset_name=str(root), skip_corrupt_images=True))
+    assert data.corrupt_images.count == 1 and data.class_counts == [3, 2]
+    assert len(data.train) == 5
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def _pixel_keys(stream):
+    return [(ex["label"], np.asarray(ex["image"]).tobytes()) for ex in stream]
+
+
+def test_streaming_digits_each_example_once_and_set_epoch_reshuffles(digits):
+    data = load_image_datasets(DataArguments(streaming=True, shuffle_buffer_size=64), seed=0)
+    assert isinstance(data.train, IterableDataset) and data.train.num_shards == 8
+    reference = sorted(_pixel_keys(digits["train"]))
+    epoch0 = _pixel_keys(data.train)
+    assert sorted(epoch0) == reference  # every example exactly once (multiset equality)
+    assert _pixel_keys(data.train) == epoch0  # same epoch, same order
+    data.train.set_epoch(1)
+    epoch1 = _pixel_keys(data.train)
+    assert sorted(epoch1) == reference and epoch1 != epoch0
+    assert data.class_counts == class_counts_from_dataset(digits["train"], "label", 10)
+
+
+def test_streaming_long_tailed_digits_matches_map_style():
+    map_style = load_image_datasets(DataArguments(imbalance_factor=10))
+    stream = load_image_datasets(DataArguments(imbalance_factor=10, streaming=True))
+    assert isinstance(stream.train, IterableDataset)
+    assert stream.class_counts == map_style.class_counts
+    assert class_counts_from_dataset(stream.train, "label", 10) == map_style.class_counts
+
+
+def test_true_streaming_local_parquet(tmp_path):
+    root = make_folder_dataset(tmp_path, {"train": [0, 0, 0, 1, 2, 2], "validation": [0, 1, 2]})
+    args = dict(dataset_name=str(root), image_column_name="img", label_column_name="target", streaming=True)
+    data = load_image_datasets(DataArguments(**args), output_dir=tmp_path / "out")
+    assert isinstance(data.train, IterableDataset) and data.label_names == ["cat", "dog", "emu"]
+    assert data.class_counts == [3, 1, 2]  # one pass over the labels
+    assert json.loads((tmp_path / "out" / "class_counts.json").read_text()) == [3, 1, 2]
+    assert sorted(ex["target"] for ex in data.train) == [0, 0, 0, 1, 2, 2]
+    # a class_counts_file spares the pass (taken as given when streaming)
+    (tmp_path / "cc.json").write_text('{"cat": 30, "dog": 10, "emu": 20}')
+    given = load_image_datasets(DataArguments(**args, class_counts_file=str(tmp_path / "cc.json")))
+    assert given.class_counts == [30, 10, 20]
+    assert load_image_datasets(DataArguments(**args, max_train_samples=2)).class_counts == [2, 0, 0]
+
+
+# ---------------------------------------------------------------- CIFAR-10-LT from ../shared (optional)
+
+
+def test_cifar10_lt_from_shared_data(shared_dir):
+    path = shared_dir / "data" / "cifar10"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    from datasets import load_dataset
+
+    train = load_dataset(str(path), split="train")
+    lt = make_long_tailed(train, 100, label_column="label", seed=0)
+    assert len(lt) == 12406
+    assert class_counts_from_dataset(lt, "label", 10) == CIFAR10_LT_100

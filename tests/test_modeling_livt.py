@@ -1,0 +1,311 @@
+"""LiVT models: shapes, masking, losses, init, save/reload, remote code, interpolation, checkpointing, attention."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForPreTraining
+
+import modeling_livt as ml
+from modeling_livt.modeling_livt import get_2d_sincos_pos_embed
+from tests.helpers import run_without_our_package, tiny_livt_config
+
+COUNTS = [60, 30, 12, 5]
+
+
+def _pixels(batch=3, size=32, seed=0):
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _mae_numpy_sincos(embed_dim, grid_size):
+    """facebookresearch/mae util/pos_embed.py, transcribed (numpy float64, cls row of zeros)."""
+
+    def one_d(dim, pos):
+        omega = np.arange(dim // 2, dtype=np.float64) / (dim / 2.0)
+        omega = 1.0 / 10000**omega
+        out = np.einsum("m,d->md", pos.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    grid_h = np.arange(grid_size, dtype=np.float32)
+    grid_w = np.arange(grid_size, dtype=np.float32)
+    grid = np.stack(np.meshgrid(grid_w, grid_h), axis=0).reshape([2, 1, grid_size, grid_size])
+    emb = np.concatenate([one_d(embed_dim // 2, grid[0]), one_d(embed_dim // 2, grid[1])], axis=1)
+    return np.concatenate([np.zeros([1, embed_dim]), emb], axis=0)
+
+
+def test_sincos_matches_official_mae():
+    ours = get_2d_sincos_pos_embed(32, 8).numpy()
+    np.testing.assert_allclose(ours, _mae_numpy_sincos(32, 8), atol=1e-6)
+
+
+def test_classifier_shapes_loss_and_unadjusted_logits():
+    config = tiny_livt_config(class_counts=COUNTS)
+    assert config.num_labels == 4  # the prior defines the label space
+    model = ml.LiVTForImageClassification(config).eval()
+    x = _pixels()
+    out = model(x, labels=torch.tensor([0, 1, 3]))
+    assert out.logits.shape == (3, 4) and out.loss.ndim == 0
+    # the prior is in the loss only: other counts change the loss, never the logits
+    expected = ml.BalancedBCELoss(COUNTS)(out.logits, torch.tensor([0, 1, 3]))
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    model.config.class_counts = [5, 12, 30, 60]
+    out2 = model(x, labels=torch.tensor([0, 1, 3]))
+    assert torch.equal(out2.logits, out.logits) and out2.loss.item() != pytest.approx(out.loss.item())
+    soft = torch.full((3, 4), 0.25)
+    assert model(x, labels=soft).loss.item() == pytest.approx(ml.BalancedBCELoss([5, 12, 30, 60])(out.logits, soft).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss_type, cls", [("bal_ce", ml.BalancedCELoss), ("bce", ml.BCELoss), ("ce", ml.SoftTargetCrossEntropy)])
+def test_loss_type_selects_loss(loss_type, cls):
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, loss_type=loss_type))
+    assert isinstance(model.loss_fn, cls)
+
+
+def test_mean_pooling_head_structure_and_init():
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, hidden_size=64))
+    assert model.livt.layernorm is None and isinstance(model.fc_norm, torch.nn.LayerNorm)
+    assert model.fc_norm.eps == 1e-6
+    assert model.classifier.weight.std().item() < 1e-4  # head std 2e-5
+    assert torch.count_nonzero(model.classifier.bias) == 0
+    emb = model.livt.embeddings
+    torch.testing.assert_close(emb.position_embeddings[0], get_2d_sincos_pos_embed(64, 8))
+    assert 0.01 < emb.cls_token.std().item() < 0.03
+    # xavier uniform: bound sqrt(6 / (fan_in + fan_out))
+    qkv = model.livt.layers[0].attn.qkv.weight
+    bound = (6 / (64 + 192)) ** 0.5
+    assert qkv.abs().max().item() <= bound and qkv.abs().max().item() > 0.9 * bound
+    cls_model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, pooling="cls"))
+    assert cls_model.livt.layernorm is not None and isinstance(cls_model.fc_norm, torch.nn.Identity)
+
+
+def test_drop_path_linear_over_depth():
+    model = ml.LiVTModel(tiny_livt_config(num_hidden_layers=4, drop_path_rate=0.3))
+    rates = [layer.drop_path.drop_prob for layer in model.layers]
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+def test_save_reload_identical_logits_and_loss(tmp_path):
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, loss_type="bal_bce")).eval()
+    x, y = _pixels(), torch.tensor([0, 2, 3])
+    ref = model(x, labels=y)
+    model.save_pretrained(tmp_path)
+    files = set(os.listdir(tmp_path))
+    assert "model.safetensors" in files and not any(f.endswith((".bin", ".pth")) for f in files)
+    assert {"modeling_livt.py", "configuration_livt.py", "losses.py"} <= files
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["class_counts"] == COUNTS and saved["model_type"] == "livt"
+    assert saved["auto_map"]["AutoModelForImageClassification"].endswith("LiVTForImageClassification")
+    loaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
+    out = loaded(x, labels=y)
+    torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=0)
+    assert out.loss.item() == ref.loss.item()
+
+
+def test_remote_code_load_without_our_package(tmp_path):
+    """A user with only transformers installed loads the folder with trust_remote_code and gets identical logits."""
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS)).eval()
+    x = _pixels(2)
+    model.save_pretrained(tmp_path / "model")
+    torch.save({"x": x, "logits": model(x).logits.detach()}, tmp_path / "ref.pt")
+    script = textwrap.dedent(f"""
+        import torch
+        from transformers import AutoModelForImageClassification
+        m = AutoModelForImageClassification.from_pretrained({str(tmp_path / 'model')!r}, trust_remote_code=True).eval()
+        assert type(m).__module__.startswith('transformers_modules'), type(m).__module__
+        ref = torch.load({str(tmp_path / 'ref.pt')!r})
+        out = m(ref['x'])
+        assert torch.equal(out.logits, ref['logits']), (out.logits - ref['logits']).abs().max()
+        print('REMOTE_OK')
+    """)
+    result = run_without_our_package(script, tmp_path)
+    assert "REMOTE_OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_mgp_masking_is_deterministic_with_noise_and_keeps_25_percent():
+    config = tiny_livt_config()
+    model = ml.LiVTForMaskedImageModeling(config).eval()
+    x = _pixels(2)
+    noise = torch.rand(2, 64, generator=torch.Generator().manual_seed(3))
+    a, b = model(x, noise=noise), model(x, noise=noise)
+    assert torch.equal(a.loss, b.loss) and torch.equal(a.mask, b.mask)
+    assert a.mask.sum(1).tolist() == [48.0, 48.0] and a.logits.shape == (2, 64, 48)
+    # the kept patches are the 16 with the smallest noise
+    kept = (a.mask == 0).nonzero()[:, 1].reshape(2, 16)
+    assert torch.equal(kept.sort(1).values, noise.argsort(1)[:, :16].sort(1).values)
+    # the encoder really only sees the kept tokens
+    enc = model.livt(x, noise=noise, mask_ratio=0.75)
+    assert enc.last_hidden_state.shape == (2, 1 + 16, 32)
+
+
+def test_mgp_loss_reference_norm_pix_masked_only():
+    model = ml.LiVTForMaskedImageModeling(tiny_livt_config()).eval()
+    x = _pixels(2)
+    noise = torch.rand(2, 64, generator=torch.Generator().manual_seed(4))
+    out = model(x, noise=noise)
+    # independent reference: loop over patches
+    p = 4
+    pred, mask = out.logits.double(), out.mask.double()
+    total, count = 0.0, 0.0
+    for n in range(2):
+        for idx in range(64):
+            row, col = divmod(idx, 8)
+            patch = x[n, :, row * p:(row + 1) * p, col * p:(col + 1) * p].permute(1, 2, 0).reshape(-1).double()
+            target = (patch - patch.mean()) / torch.sqrt(patch.var(unbiased=True) + 1e-6)
+            if mask[n, idx] == 1:
+                total += ((pred[n, idx] - target) ** 2).mean().item()
+                count += 1
+    assert out.loss.item() == pytest.approx(total / count, rel=1e-5)
+    model.config.norm_pix_loss = False
+    plain = model(x, noise=noise)
+    assert plain.loss.item() != pytest.approx(out.loss.item(), rel=1e-3)
+
+
+def test_patchify_unpatchify_roundtrip():
+    model = ml.LiVTForMaskedImageModeling(tiny_livt_config())
+    x = _pixels(2)
+    assert torch.equal(model.unpatchify(model.patchify(x)), x)
+    assert torch.equal(model.patchify(x)[0, 9].reshape(4, 4, 3).permute(2, 0, 1), x[0, :, 4:8, 4:8])
+
+
+def test_position_embeddings_frozen_in_mgp_trainable_in_finetune_and_survive_reload(tmp_path):
+    mgp = ml.LiVTForMaskedImageModeling(tiny_livt_config())
+    assert not mgp.livt.embeddings.position_embeddings.requires_grad
+    assert not mgp.decoder.decoder_pos_embed.requires_grad
+    with torch.no_grad():
+        mgp.livt.embeddings.position_embeddings.add_(0.5)  # learned-looking values must be kept, not recomputed
+    mgp.save_pretrained(tmp_path)
+    reloaded = AutoModelForPreTraining.from_pretrained(tmp_path)
+    assert not reloaded.livt.embeddings.position_embeddings.requires_grad
+    torch.testing.assert_close(reloaded.livt.embeddings.position_embeddings, mgp.livt.embeddings.position_embeddings)
+    torch.testing.assert_close(reloaded.decoder.decoder_pos_embed, mgp.decoder.decoder_pos_embed)
+    clf = ml.LiVTForImageClassification.from_pretrained(tmp_path, num_labels=4, class_counts=COUNTS)
+    assert clf.livt.embeddings.position_embeddings.requires_grad
+    torch.testing.assert_close(clf.livt.embeddings.position_embeddings, mgp.livt.embeddings.position_embeddings)
+
+
+def test_mgp_checkpoint_to_classifier_keeps_encoder_drops_decoder(tmp_path):
+    mgp = ml.LiVTForMaskedImageModeling(tiny_livt_config())
+    mgp.save_pretrained(tmp_path)
+    clf = ml.LiVTForImageClassification.from_pretrained(tmp_path, num_labels=4, class_counts=COUNTS)
+    assert clf.config.num_labels == 4 and clf.config.class_counts == COUNTS
+    src = mgp.state_dict()
+    for key, value in clf.state_dict().items():
+        if key.startswith("livt."):
+            assert torch.equal(value, src[key]), key
+    assert "livt.layernorm.weight" not in clf.state_dict() and not hasattr(clf, "decoder")
+    assert clf.classifier.weight.std().item() < 1e-4 and torch.equal(clf.fc_norm.weight, torch.ones(32))
+
+
+def test_pos_embed_interpolation_to_new_resolution(tmp_path):
+    mgp = ml.LiVTForMaskedImageModeling(tiny_livt_config())
+    mgp.save_pretrained(tmp_path)
+    clf = ml.LiVTForImageClassification.from_pretrained(tmp_path, num_labels=4, class_counts=COUNTS, image_size=64)
+    pos = clf.livt.embeddings.position_embeddings
+    assert pos.shape == (1, 1 + 16 * 16, 32) and clf.config.image_size == 64
+    src = mgp.livt.embeddings.position_embeddings.detach()
+    grid = src[:, 1:].reshape(1, 8, 8, 32).permute(0, 3, 1, 2)
+    ref = torch.nn.functional.interpolate(grid, size=(16, 16), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(pos[:, 1:].detach(), ref.permute(0, 2, 3, 1).reshape(1, 256, 32))
+    torch.testing.assert_close(pos[:, :1].detach(), src[:, :1])
+    assert clf(_pixels(1, 64)).logits.shape == (1, 4)
+    with pytest.raises(ValueError, match="interpolate_pos_encoding"):
+        clf(_pixels(1, 32))
+    assert clf(_pixels(1, 32), interpolate_pos_encoding=True).logits.shape == (1, 4)
+
+
+def test_gradient_checkpointing_matches():
+    torch.manual_seed(0)
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS))
+    model.train()
+    x, y = _pixels(), torch.tensor([0, 1, 2])
+    loss = model(x, labels=y).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    assert model.livt.layers[0].gradient_checkpointing
+    loss_ckpt = model(x, labels=y).loss
+    loss_ckpt.backward()
+    assert loss_ckpt.item() == pytest.approx(loss.item(), rel=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-5, atol=1e-6)
+
+
+def test_sdpa_and_eager_agree(tmp_path):
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS)).eval()
+    assert model.config._attn_implementation == "sdpa"
+    model.save_pretrained(tmp_path)
+    eager = ml.LiVTForImageClassification.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert eager.config._attn_implementation == "eager"
+    x = _pixels()
+    torch.testing.assert_close(eager(x).logits, model(x).logits, rtol=1e-5, atol=1e-5)
+    out = eager(x, output_attentions=True, output_hidden_states=True)
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (3, 2, 65, 65)
+    assert len(out.hidden_states) == 3  # embeddings + one per layer
+
+
+def test_presets():
+    for name, dims in {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}.items():
+        cfg = ml.LiVTConfig.from_preset(name)
+        assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == dims
+    assert ml.LiVTConfig.from_preset("base").decoder_hidden_size == 512
+    assert ml.LiVTConfig.from_preset("large").decoder_num_hidden_layers == 8
+    assert ml.LiVTConfig.from_preset("tiny").decoder_hidden_size < 512
+    with pytest.raises(ValueError, match="Unknown LiVT preset 'huge'"):
+        ml.LiVTConfig.from_preset("huge")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(class_counts=[5, 3], num_labels=3), "class_counts` has 2 entries but the model has num_labels=3"),
+        (dict(class_counts=[5, 0, 3]), "Class 1 has 0 training images"),
+        (dict(hidden_size=33), "hidden_size=33 is not divisible by num_attention_heads=2"),
+        (dict(image_size=30), "image_size=30 is not divisible by patch_size=4"),
+        (dict(loss_type="focal"), "Unknown loss_type='focal'"),
+        (dict(pooling="max"), "Unknown pooling='max'"),
+    ],
+)
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_livt_config(**kwargs)
+
+
+def test_zero_count_allowed_with_unbalanced_loss():
+    cfg = tiny_livt_config(class_counts=[5, 0, 3], loss_type="ce")
+    assert ml.LiVTForImageClassification(cfg)(_pixels(1), labels=torch.tensor([1])).loss.isfinite()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(class_counts=[1, 2]), "class_counts` has 2 entries but the model has num_labels=4"),
+        (dict(class_counts=[1, 0, 2, 3]), "Class 1 has 0"),
+        (dict(loss_type="focal"), "Unknown loss_type"),
+        (dict(hidden_size=33), "not divisible"),
+    ],
+)
+def test_from_pretrained_kwargs_are_validated(tmp_path, kwargs, match):
+    ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=match):
+        ml.LiVTForImageClassification.from_pretrained(tmp_path, **kwargs)
+
+
+def test_auto_classes_and_trainer_flags():
+    assert AutoConfig.for_model("livt").__class__ is ml.LiVTConfig
+    model = AutoModelForPreTraining.from_config(tiny_livt_config())
+    assert isinstance(model, ml.LiVTForMaskedImageModeling)
+    assert ml.LiVTForImageClassification.accepts_loss_kwargs is False
+
+
+def test_bad_pixel_values_raise():
+    model = ml.LiVTModel(tiny_livt_config())
+    with pytest.raises(ValueError, match="pixel_values must be"):
+        model(torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="not divisible by patch_size"):
+        model(torch.zeros(1, 3, 30, 30))

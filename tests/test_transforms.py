@@ -1,0 +1,320 @@
+"""Tests of modeling_livt.transforms: augmentation recipes, the eval image processor, collators.
+
+References are written out independently here (plain torchvision functional ops, numpy formulas).
+"""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, Features, IterableDataset, concatenate_datasets
+from datasets import Image as ImageFeature
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as tvF
+from transformers import AutoImageProcessor
+
+from modeling_livt.data import CorruptImageCounter, DataArguments, load_digits_dataset, load_image_datasets, to_rgb
+from modeling_livt.transforms import (
+    NORMALIZATION_STATS,
+    DefaultImageCollator,
+    MixupCutmixCollator,
+    apply_transform,
+    build_eval_transform,
+    build_finetune_transform,
+    build_image_processor,
+    build_mgp_transform,
+    dataset_mean_std,
+    get_normalization,
+    make_eval_transform_fn,
+    make_train_transform_fn,
+    smooth_one_hot,
+)
+
+MEAN, STD = NORMALIZATION_STATS["cifar"]
+
+
+def random_image(h, w, mode="RGB", seed=0):
+    rng = np.random.default_rng(seed)
+    if mode == "RGB":
+        return PIL.Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    if mode == "RGBA":
+        return PIL.Image.fromarray(rng.integers(0, 256, (h, w, 4), dtype=np.uint8), mode="RGBA")
+    if mode == "L":
+        return PIL.Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), mode="L")
+    if mode == "I;16":
+        return PIL.Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+    if mode == "P":
+        return random_image(h, w, "RGB", seed).convert("P")
+    raise ValueError(mode)
+
+
+def normalized(arr_uint8_hwc, mean=MEAN, std=STD):
+    x = torch.from_numpy(np.asarray(arr_uint8_hwc, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+
+
+def find(compose, cls):
+    return [t for t in compose.transforms if isinstance(t, cls)]
+
+
+# ---------------------------------------------------------------- normalisation statistics
+
+
+def test_normalization_presets():
+    assert get_normalization("imagenet") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert get_normalization("cifar") == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+    with pytest.raises(ValueError, match="cifar"):
+        get_normalization("mnist")
+
+
+def test_dataset_mean_std_known_values():
+    # half black, half white images: mean 0.5, std 0.5 per channel; a red image shifts channel 0 only
+    images = [PIL.Image.new("RGB", (4, 4), (0, 0, 0)), PIL.Image.new("RGB", (4, 4), (255, 255, 255))]
+    ds = Dataset.from_dict({"image": images}, features=Features({"image": ImageFeature()}))
+    mean, std = dataset_mean_std(ds, "image")
+    np.testing.assert_allclose(mean, [0.5] * 3, atol=1e-9)
+    np.testing.assert_allclose(std, [0.5] * 3, atol=1e-9)
+    mean_it, _ = dataset_mean_std(ds.to_iterable_dataset(), "image", max_images=1)
+    np.testing.assert_allclose(mean_it, [0.0] * 3)
+
+
+def test_digits_preset_matches_the_data():
+    digits = load_digits_dataset()
+    everything = concatenate_datasets([digits[s] for s in ("train", "validation", "test")])
+    mean, std = dataset_mean_std(everything, "image", max_images=None)
+    np.testing.assert_allclose(mean, NORMALIZATION_STATS["digits"][0], atol=1e-4)
+    np.testing.assert_allclose(std, NORMALIZATION_STATS["digits"][1], atol=1e-4)
+
+
+# ---------------------------------------------------------------- training transforms
+
+
+@pytest.mark.parametrize("size", [32, 48, 224])
+def test_mgp_transform_shapes_and_normalisation(size):
+    t = build_mgp_transform(size, MEAN, STD)
+    (rrc,) = find(t, v2.RandomResizedCrop)
+    assert rrc.scale == (0.2, 1.0) and rrc.interpolation == InterpolationMode.BICUBIC
+    out = t(PIL.Image.new("RGB", (40, 30), (51, 102, 204)))  # constant image: any crop is the same colour
+    assert out.shape == (3, size, size) and out.dtype == torch.float32
+    expected = (torch.tensor([51, 102, 204]) / 255.0 - torch.tensor(MEAN)) / torch.tensor(STD)
+    torch.testing.assert_close(out[:, size // 2, size // 2], expected, atol=1e-5, rtol=0)
+
+
+def test_finetune_transform_large_images():
+    t = build_finetune_transform(64, MEAN, STD)
+    (rrc,) = find(t, v2.RandomResizedCrop)
+    assert rrc.scale == (0.08, 1.0) and rrc.interpolation == InterpolationMode.BICUBIC
+    (ra,) = find(t, v2.RandAugment)
+    assert (ra.num_ops, ra.magnitude, ra.num_magnitude_bins) == (2, 9, 11)
+    (erase,) = find(t, v2.RandomErasing)
+    assert erase.p == 0.25 and erase.value is None  # None is how v2 stores value="random"
+    assert isinstance(t.transforms[-1], v2.RandomErasing)  # erasing comes after Normalize
+    assert not find(t, v2.RandomCrop)
+    torch.manual_seed(0)
+    out = t(random_image(50, 70))
+    assert out.shape == (3, 64, 64) and out.dtype == torch.float32
+
+
+def test_finetune_transform_small_images_follow_the_cifar_rule():
+    t = build_finetune_transform(32, MEAN, STD, rand_augment=False, random_erasing=0.0)
+    assert not find(t, v2.RandomResizedCrop) and not find(t, v2.RandAugment) and not find(t, v2.RandomErasing)
+    (crop,) = find(t, v2.RandomCrop)
+    assert crop.padding == [4, 4, 4, 4]
+    img = random_image(32, 32, seed=3)
+    ref = normalized(np.asarray(img))
+    torch.manual_seed(0)
+    outs = [t(img) for _ in range(20)]
+    for out in outs:  # every output is the image shifted by <= 4 px (zero padded), maybe flipped
+        assert out.shape == (3, 32, 32)
+        found = False
+        for flip in (False, True):
+            r = ref.flip(-1) if flip else ref
+            for dy in range(-4, 5):
+                for dx in range(-4, 5):
+                    a = out[:, max(dy, 0) : 32 + min(dy, 0), max(dx, 0) : 32 + min(dx, 0)]
+                    b = r[:, max(-dy, 0) : 32 + min(-dy, 0), max(-dx, 0) : 32 + min(-dx, 0)]
+                    found |= bool(torch.allclose(a, b, atol=1e-5))
+        assert found
+    assert any(not torch.allclose(o, ref, atol=1e-5) for o in outs)
+    full = build_finetune_transform(32, MEAN, STD)
+    assert find(full, v2.RandAugment)[0].num_magnitude_bins == 11
+    assert full(img).shape == (3, 32, 32)
+
+
+# ---------------------------------------------------------------- eval transform == image processor
+
+
+def test_eval_transform_matches_written_out_reference():
+    img = random_image(50, 70)  # PIL size (w=70, h=50)
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)
+    # 64 px: shorter side -> int(64 / 0.875) = 73, bicubic (antialiased), center crop 64
+    ref = tvF.center_crop(tvF.resize(x, 73, interpolation=InterpolationMode.BICUBIC, antialias=True), [64, 64])
+    out = build_eval_transform(64, MEAN, STD)(img)
+    torch.testing.assert_close(out, normalized(ref.permute(1, 2, 0).numpy()), atol=1e-5, rtol=0)
+    # above 224: shorter side -> the size itself, center crop, no margin
+    ref = tvF.center_crop(tvF.resize(x, 256, interpolation=InterpolationMode.BICUBIC, antialias=True), [256, 256])
+    out = build_eval_transform(256, MEAN, STD)(img)
+    torch.testing.assert_close(out, normalized(ref.permute(1, 2, 0).numpy()), atol=1e-5, rtol=0)
+    # 32 px and a 32-px image: no resize, no crop, just normalisation
+    small = random_image(32, 32, seed=1)
+    torch.testing.assert_close(
+        build_eval_transform(32, MEAN, STD)(small), normalized(np.asarray(small)), atol=1e-5, rtol=0
+    )
+    assert build_eval_transform(32, MEAN, STD)(img).shape == (3, 32, 32)
+    assert build_image_processor(224, MEAN, STD).size == {"shortest_edge": 256}
+
+
+@pytest.mark.parametrize("size", [32, 64, 224, 256])
+def test_saved_processor_reproduces_eval_transform_exactly(tmp_path, size):
+    processor = build_image_processor(size, MEAN, STD)
+    processor.save_pretrained(tmp_path)
+    assert (tmp_path / "preprocessor_config.json").is_file()
+    reloaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(reloaded) is type(processor)
+    transform = build_eval_transform(size, MEAN, STD)
+    for i, (h, w, mode) in enumerate(
+        [(50, 70, "RGB"), (40, 40, "L"), (64, 48, "RGBA"), (33, 90, "P"), (300, 260, "RGB")]
+    ):
+        img = random_image(h, w, mode, seed=i)
+        expected = transform(img)
+        assert expected.shape == (3, size, size)
+        # what pipeline() does: the reloaded processor on the raw image
+        got = reloaded(images=img, return_tensors="pt")["pixel_values"][0]
+        assert torch.equal(got, expected), (mode, h, w)
+    # 16-bit images: our to_rgb scales them; the processor then sees the same RGB image
+    deep = random_image(45, 30, "I;16")
+    got = reloaded(images=to_rgb(deep), return_tensors="pt")["pixel_values"][0]
+    assert torch.equal(got, transform(deep))
+
+
+# ---------------------------------------------------------------- dataset transform functions
+
+
+def tiny_digits(n=8):
+    return load_digits_dataset()["validation"].select(range(n))
+
+
+def test_transform_fns_on_map_style_dataset():
+    ds = tiny_digits()
+    grey = ds.cast_column("image", ImageFeature(mode="L"))  # decoded as 1-channel images
+    fn = make_train_transform_fn(build_finetune_transform(32, MEAN, STD), "image", "label")
+    out = grey.with_transform(fn)[0:4]
+    assert len(out["pixel_values"]) == 4 and out["pixel_values"][0].shape == (3, 32, 32)
+    assert out["labels"] == ds["label"][:4] and all(isinstance(v, int) for v in out["labels"])
+    eval_fn = make_eval_transform_fn(build_eval_transform(32, *NORMALIZATION_STATS["digits"]))
+    item = apply_transform(ds, eval_fn)[3]
+    ref = normalized(np.asarray(ds[3]["image"]), *NORMALIZATION_STATS["digits"])
+    torch.testing.assert_close(item["pixel_values"], ref, atol=1e-5, rtol=0)
+
+
+def test_transform_fn_corrupt_bytes_raise_or_skip():
+    good = load_digits_dataset()["test"].select(range(3)).cast_column("image", ImageFeature(decode=False))
+    rows = list(good)
+    rows[1]["image"] = {"bytes": b"garbage", "path": "x/broken.png"}
+    features = Features({"image": ImageFeature(decode=False), "label": ClassLabel(num_classes=10)})
+    ds = Dataset.from_list(rows, features=features).to_iterable_dataset()
+    eval_t = build_eval_transform(32, MEAN, STD)
+    with pytest.raises(ValueError, match=r"corrupt image at example 1 \(x/broken\.png\).*--skip_corrupt_images"):
+        list(apply_transform(ds, make_eval_transform_fn(eval_t)))
+    counter = CorruptImageCounter()
+    kept = list(apply_transform(ds, make_eval_transform_fn(eval_t, skip_corrupt=True, counter=counter)))
+    assert len(kept) == 2 and counter.count == 1 and counter.examples == [(1, "x/broken.png")]
+    assert [k["labels"] for k in kept] == [rows[0]["label"], rows[2]["label"]]
+
+
+def test_streaming_pipeline_with_dataloader_workers():
+    data = load_image_datasets(DataArguments(streaming=True, max_train_samples=48, streaming_num_shards=4))
+    assert isinstance(data.train, IterableDataset) and data.train.num_shards == 4
+    fn = make_train_transform_fn(build_finetune_transform(32, MEAN, STD), data.image_column, data.label_column)
+    stream = apply_transform(data.train, fn)
+    loader = DataLoader(stream, batch_size=8, num_workers=2, collate_fn=DefaultImageCollator())
+    labels = []
+    for batch in loader:
+        assert batch["pixel_values"].shape[1:] == (3, 32, 32) and batch["labels"].dtype == torch.long
+        labels += batch["labels"].tolist()
+    assert sorted(labels) == sorted(sum(([i] * c for i, c in enumerate(data.class_counts)), []))
+
+
+# ---------------------------------------------------------------- collators
+
+
+def features_batch(n=6, num_classes=5, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [{"pixel_values": torch.rand(3, size, size, generator=g), "labels": i % num_classes} for i in range(n)]
+
+
+def test_default_collator():
+    batch = DefaultImageCollator()(features_batch())
+    assert batch["pixel_values"].shape == (6, 3, 8, 8) and batch["labels"].dtype == torch.long
+    assert batch["labels"].tolist() == [0, 1, 2, 3, 4, 0]
+
+
+def test_label_smoothing_without_mixing():
+    s, c = 0.1, 5
+    coll = MixupCutmixCollator(c, mixup_alpha=0.0, cutmix_alpha=0.0, label_smoothing=s)
+    feats = features_batch(num_classes=c)
+    batch = coll(feats)
+    y = batch["labels"]
+    assert y.shape == (6, c) and y.dtype == torch.float32
+    on, off = 1 - s + s / c, s / c
+    for row, f in zip(y, feats):
+        for k in range(c):
+            assert row[k].item() == pytest.approx(on if k == f["labels"] else off, abs=1e-7)
+    torch.testing.assert_close(y.sum(-1), torch.ones(6))
+    assert torch.equal(batch["pixel_values"], torch.stack([f["pixel_values"] for f in feats]))
+    torch.testing.assert_close(y, smooth_one_hot(torch.tensor([f["labels"] for f in feats]), c, s))
+    plain = MixupCutmixCollator(c, mixup_alpha=0, cutmix_alpha=0, label_smoothing=0.0, soft_targets=False)
+    assert plain(feats)["labels"].tolist() == [0, 1, 2, 3, 4, 0]
+    assert MixupCutmixCollator(c, mixup_alpha=0, cutmix_alpha=0, label_smoothing=0.0)(feats)["labels"].shape == (6, c)
+
+
+def test_mixup_known_lambda_reference(monkeypatch):
+    s, c, lam = 0.1, 5, 0.3
+    coll = MixupCutmixCollator(c, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=s)
+    assert coll.mix is coll.mixup
+    monkeypatch.setattr(coll.mixup, "make_params", lambda flat_inputs: {"lam": lam})
+    feats = features_batch(num_classes=c)
+    x = torch.stack([f["pixel_values"] for f in feats])
+    labels = torch.tensor([f["labels"] for f in feats])
+    batch = coll(feats)
+    # reference: pair i with i-1 (torchvision rolls the batch by one), mix, then smooth
+    onehot = torch.eye(c)[labels]
+    expected = (lam * onehot + (1 - lam) * onehot.roll(1, 0)) * (1 - s) + s / c
+    torch.testing.assert_close(batch["labels"], expected)
+    torch.testing.assert_close(batch["pixel_values"], lam * x + (1 - lam) * x.roll(1, 0))
+    torch.testing.assert_close(batch["labels"].sum(-1), torch.ones(6))
+
+
+def test_cutmix_targets_follow_pasted_area():
+    c = 4
+    coll = MixupCutmixCollator(c, mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=1.0, label_smoothing=0.0)
+    assert coll.mix.p == [0.0, 1.0]
+    torch.manual_seed(0)
+    for seed in range(5):
+        feats = features_batch(n=4, num_classes=c, size=16, seed=seed)
+        x = torch.stack([f["pixel_values"] for f in feats])
+        batch = coll(feats)
+        pasted = (batch["pixel_values"] != x).any(1)[0].float().mean().item()  # fraction from the partner
+        lam = 1 - pasted
+        onehot = torch.eye(c)[torch.tensor([f["labels"] for f in feats])]
+        torch.testing.assert_close(batch["labels"], lam * onehot + (1 - lam) * onehot.roll(1, 0))
+
+
+def test_prob_and_switch_off():
+    feats = features_batch()
+    x = torch.stack([f["pixel_values"] for f in feats])
+    never = MixupCutmixCollator(5, prob=0.0, label_smoothing=0.2)
+    out = never(feats)
+    assert torch.equal(out["pixel_values"], x)
+    torch.testing.assert_close(out["labels"], smooth_one_hot(torch.tensor([f["labels"] for f in feats]), 5, 0.2))
+    coll = MixupCutmixCollator(5)
+    torch.manual_seed(0)
+    mixed = coll(feats)
+    assert mixed["labels"].shape == (6, 5) and not torch.equal(mixed["pixel_values"], x)
+    torch.testing.assert_close(mixed["labels"].sum(-1), torch.ones(6))
+    coll.mixup_enabled = False  # DeiT-LT after the DRW epoch: plain int labels, no mixing
+    off = coll(feats)
+    assert off["labels"].dtype == torch.long and off["labels"].tolist() == [0, 1, 2, 3, 4, 0]
+    assert torch.equal(off["pixel_values"], x)

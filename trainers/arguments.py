@@ -1,0 +1,92 @@
+"""Argument dataclasses shared by the scripts (parsed with `transformers.HfArgumentParser`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+from transformers.integrations import is_tensorboard_available
+
+
+@dataclass
+class LongTailTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the MAE/LiVT learning-rate rule and layer-wise decay."""
+
+    base_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "If set, learning_rate = base_learning_rate * effective batch size / 256 (MAE rule)."},
+    )
+    layer_decay: float = field(
+        default=0.75, metadata={"help": "Layer-wise lr decay (fine-tuning of our ViTs); 1.0 turns it off."}
+    )
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (none on biases/norms/tokens)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Per-step schedule after warmup."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (a value below 1 is a ratio)."})
+    report_to: str | None = field(
+        default_factory=lambda: "tensorboard" if is_tensorboard_available() else "none",
+        metadata={"help": "Loggers; tensorboard by default when it is installed."},
+    )
+
+
+@dataclass
+class MGPTrainingArguments(LongTailTrainingArguments):
+    """MGP (MAE) defaults: AdamW betas (0.9, 0.95), no layer decay."""
+
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (MAE pretraining uses 0.95)."})
+    layer_decay: float = field(default=1.0, metadata={"help": "Layer-wise lr decay (off for pretraining)."})
+
+
+@dataclass
+class ModelArguments:
+    """Which model to build or load."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Checkpoint to start from (an MGP or converted folder, or a Hub id); none = from scratch."},
+    )
+    config_name: str = field(
+        default="tiny",
+        metadata={"help": "Preset (tiny, small, base, large) or a config path, used when training from scratch."},
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=128,num_hidden_layers=6'."}
+    )
+    image_size: int | None = field(default=None, metadata={"help": "Input size (default: the config's)."})
+    patch_size: int | None = field(default=None, metadata={"help": "Patch size when building from a preset."})
+    loss_type: str | None = field(
+        default=None,
+        metadata={"help": "bal_bce (default), bal_ce, bce or ce.", "choices": ["bal_bce", "bal_ce", "bce", "ce"]},
+    )
+    bal_tau: float | None = field(default=None, metadata={"help": "Strength of the balanced losses' prior (1.0)."})
+    drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (fine-tuning: 0.1)."})
+    mask_ratio: float | None = field(default=None, metadata={"help": "MGP mask ratio (0.75)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default) or eager."})
+
+
+@dataclass
+class AugmentationArguments:
+    """Transforms and batch mixing."""
+
+    normalization: str = field(
+        default="imagenet",
+        metadata={"help": "Mean/std: imagenet, cifar, digits, or 'dataset' (computed on the training split)."},
+    )
+    mixup: float = field(default=0.8, metadata={"help": "MixUp alpha (0 disables)."})
+    cutmix: float = field(default=1.0, metadata={"help": "CutMix alpha (0 disables)."})
+    mixup_switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix instead of MixUp."})
+    mixup_prob: float = field(default=1.0, metadata={"help": "Probability that a batch is mixed."})
+    label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing folded into the soft targets."})
+    rand_augment: bool = field(default=True, metadata={"help": "RandAugment m9 (timm scale) when fine-tuning."})
+    random_erasing: float = field(default=0.25, metadata={"help": "RandomErasing probability."})
+
+
+@dataclass
+class FinetuneTrainingArguments(LongTailTrainingArguments):
+    """Fine-tuning defaults: evaluate and save every epoch, keep the best model by validation accuracy."""
+
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation checkpoint."})
+    metric_for_best_model: str = field(default="accuracy", metadata={"help": "Validation metric for model selection."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image column for the transform."})

@@ -1,0 +1,104 @@
+"""What every trainer of the package shares: the MAE learning-rate rule, AdamW parameter groups (no decay on
+biases/norms/tokens, optional layer-wise decay), a separate eval collator, our model card, and a loud NaN guard."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+
+import torch
+from huggingface_hub import constants as hub_constants
+
+from .optim import param_groups, scaled_learning_rate
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; raised instead of writing NaN weights."""
+
+
+def check_hub_access(args) -> None:
+    """Fail before any training when `--push_to_hub` cannot reach the Hub (Trainer creates the repo at start-up)."""
+    if getattr(args, "push_to_hub", False) and hub_constants.HF_HUB_OFFLINE:
+        raise RuntimeError(
+            "--push_to_hub needs the Hugging Face Hub, but HF_HUB_OFFLINE=1 is set (this machine is offline). "
+            "Train without --push_to_hub and upload the output folder later with `hf upload "
+            f"{args.hub_model_id or '<repo_id>'} {args.output_dir}`, or unset HF_HUB_OFFLINE on a connected machine."
+        )
+
+
+class LongTailTrainerMixin:
+    """Mixed into `transformers.Trainer` subclasses; only chooses optimizers, schedules and reporting."""
+
+    # Our losses are batch means: Trainer divides them by the gradient-accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def _setup_long_tail(self, eval_data_collator=None, model_card_writer: Callable[[], None] | None = None):
+        check_hub_access(self.args)
+        self.model_accepts_loss_kwargs = False
+        self.eval_data_collator = eval_data_collator
+        self.model_card_writer = model_card_writer
+        base_lr = getattr(self.args, "base_learning_rate", None)
+        if base_lr is not None:
+            effective_batch = (
+                self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            )
+            self.args.learning_rate = scaled_learning_rate(base_lr, effective_batch)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            layer_decay = getattr(self.args, "layer_decay", None)
+            groups = param_groups(opt_model, self.args.weight_decay, layer_decay)
+            for group in groups:
+                group["lr"] = self.args.learning_rate * group.pop("lr_scale")
+            betas = (self.args.adam_beta1, self.args.adam_beta2)
+            self.optimizer = torch.optim.AdamW(
+                groups, lr=self.args.learning_rate, betas=betas, eps=self.args.adam_epsilon
+            )
+        return self.optimizer
+
+    @contextlib.contextmanager
+    def _collator(self, collator):
+        original = self.data_collator
+        if collator is not None:
+            self.data_collator = collator
+        try:
+            yield
+        finally:
+            self.data_collator = original
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        with self._collator(self.eval_data_collator):
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        with self._collator(self.eval_data_collator):
+            return super().get_test_dataloader(test_dataset)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            step = self.state.global_step + 1
+            raise NonFiniteLossError(
+                f"The training loss became {loss.item()} at step {step} (epoch {self.state.epoch or 0:.2f}); "
+                "stopping before NaN weights are written. Likely causes: fp16 overflow (use --bf16 or fp32), a "
+                "learning rate too high (lower --learning_rate/--base_learning_rate or lengthen warmup), or a class "
+                "with zero training images under a balanced loss (check class_counts.json)."
+            )
+        return loss
+
+    def create_model_card(self, *args, **kwargs):
+        """Write our model card (with the long-tail results) instead of Trainer's generic one."""
+        if self.model_card_writer is None:
+            return super().create_model_card(*args, **kwargs)
+        if self.is_world_process_zero():
+            self.model_card_writer()
+
+
+def finite_or_none(value):
+    """Python float, or None for a missing/NaN metric (metrics must never log NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value

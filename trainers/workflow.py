@@ -1,0 +1,208 @@
+"""The wiring the scripts share: data + transforms + collators for a stage, configs from presets/overrides, and the
+final test evaluation with its JSON, plots and model card. Scripts call these and stay thin."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transformers import PreTrainedConfig
+
+from modeling_livt.configuration_livt import LIVT_PRESETS, LiVTConfig
+from modeling_livt.data import DataArguments, LongTailedData, load_image_datasets
+from modeling_livt.metrics import long_tail_metrics
+from modeling_livt.plots import plot_per_class_accuracy, plot_reliability_diagram
+from modeling_livt.transforms import (
+    DefaultImageCollator,
+    EvalTransform,
+    MixupCutmixCollator,
+    apply_transform,
+    build_finetune_transform,
+    build_image_processor,
+    build_mgp_transform,
+    dataset_mean_std,
+    get_normalization,
+    make_eval_transform_fn,
+    make_train_transform_fn,
+)
+
+from .arguments import AugmentationArguments
+
+logger = logging.getLogger(__name__)
+
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+@dataclass
+class PreparedData:
+    """Transformed splits, collators and the image processor for one training stage."""
+
+    data: LongTailedData
+    train: object
+    validation: object
+    test: object
+    train_collator: object
+    eval_collator: object
+    image_processor: object
+    mean: tuple
+    std: tuple
+
+
+def parse_config_overrides(overrides: str | None, config_class=LiVTConfig) -> dict:
+    """Parse "k=v,k2=v2" into typed values (int, float, bool, None, str); unknown keys raise naming them."""
+    if not overrides:
+        return {}
+    known = set(config_class().to_dict()) | {"num_labels"}
+    parsed = {}
+    for item in overrides.split(","):
+        if "=" not in item:
+            raise ValueError(f"config override {item!r} is not of the form key=value")
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key not in known:
+            raise ValueError(f"unknown config field {key!r} in --config_overrides; known fields: {sorted(known)}")
+        parsed[key] = _parse_value(value)
+    return parsed
+
+
+def _parse_value(value: str):
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def build_config(model_args, config_class=LiVTConfig, presets=LIVT_PRESETS, **fields) -> PreTrainedConfig:
+    """A config from `--config_name` (preset name or a config path) + `--config_overrides` + explicit fields."""
+    overrides = parse_config_overrides(model_args.config_overrides, config_class)
+    for name in ("image_size", "patch_size", "drop_path_rate"):
+        if getattr(model_args, name, None) is not None:
+            overrides[name] = getattr(model_args, name)
+    overrides.update({k: v for k, v in fields.items() if v is not None})
+    name = model_args.config_name
+    if name in presets:
+        return config_class.from_preset(name, **overrides)
+    if os.path.exists(name):
+        return config_class.from_pretrained(name, **overrides)
+    raise ValueError(f"--config_name {name!r} is neither a preset ({sorted(presets)}) nor an existing config path.")
+
+
+def resolve_normalization(aug_args: AugmentationArguments, data: LongTailedData) -> tuple[tuple, tuple]:
+    if aug_args.normalization == "dataset":
+        return dataset_mean_std(data.train, data.image_column)
+    return get_normalization(aug_args.normalization)
+
+
+def prepare_data(
+    data_args: DataArguments,
+    aug_args: AugmentationArguments,
+    training_args,
+    image_size: int,
+    stage: str,
+) -> PreparedData:
+    """Load the long-tailed splits and attach the transforms of `stage` ("mgp" or "finetune")."""
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError(
+            "--streaming needs --max_steps: a streamed dataset has no length, so Trainer cannot count epochs. "
+            "Pass e.g. --max_steps 10000 (steps = examples per epoch x epochs / effective batch size)."
+        )
+    data = load_image_datasets(data_args, seed=training_args.seed, output_dir=training_args.output_dir)
+    mean, std = resolve_normalization(aug_args, data)
+    if stage == "mgp":
+        train_transform = build_mgp_transform(image_size, mean, std)
+    else:
+        train_transform = build_finetune_transform(
+            image_size, mean, std, rand_augment=aug_args.rand_augment, random_erasing=aug_args.random_erasing
+        )
+    processor = build_image_processor(image_size, mean, std)
+    eval_fn = make_eval_transform_fn(
+        EvalTransform(processor), data.image_column, data.label_column,
+        skip_corrupt=data_args.skip_corrupt_images, counter=data.corrupt_images,
+    )
+    train_fn = make_train_transform_fn(
+        train_transform, data.image_column, data.label_column,
+        skip_corrupt=data_args.skip_corrupt_images, counter=data.corrupt_images,
+    )
+    eval_collator = DefaultImageCollator()
+    mixing = stage != "mgp" and (aug_args.mixup > 0 or aug_args.cutmix > 0 or aug_args.label_smoothing > 0)
+    train_collator = (
+        MixupCutmixCollator(
+            data.num_classes, mixup_alpha=aug_args.mixup, cutmix_alpha=aug_args.cutmix,
+            switch_prob=aug_args.mixup_switch_prob, label_smoothing=aug_args.label_smoothing, prob=aug_args.mixup_prob,
+        )
+        if mixing
+        else eval_collator
+    )
+    return PreparedData(
+        data=data,
+        train=apply_transform(data.train, train_fn) if data.train is not None else None,
+        validation=apply_transform(data.validation, eval_fn) if data.validation is not None else None,
+        test=apply_transform(data.test, eval_fn) if data.test is not None else None,
+        train_collator=train_collator,
+        eval_collator=eval_collator,
+        image_processor=processor,
+        mean=tuple(mean),
+        std=tuple(std),
+    )
+
+
+def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=None, split_name="test",
+                        index_bounds=None) -> dict:
+    """Predict `dataset` once, compute the long-tail metrics and write eval_results.json and the two plots.
+
+    Returns the metrics dict (with per-class accuracy); DeiT-LT predictions (avg, cls, dist logits) add
+    `cls_accuracy` and `distillation_accuracy`.
+    """
+    prediction = trainer.predict(dataset, metric_key_prefix=split_name)
+    predictions = prediction.predictions
+    logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+    labels = np.asarray(prediction.label_ids)
+    metrics = long_tail_metrics(np.asarray(logits), labels, class_counts)
+    if index_bounds is not None:
+        index_metrics = long_tail_metrics(np.asarray(logits), labels, class_counts, split="index",
+                                          index_bounds=index_bounds)
+        for group in ("many", "medium", "few"):
+            metrics[f"index_{group}_accuracy"] = index_metrics[f"{group}_shot_accuracy"]
+    if isinstance(predictions, (tuple, list)) and len(predictions) >= 3:
+        metrics["cls_accuracy"] = float((np.asarray(predictions[1]).argmax(-1) == labels).mean())
+        metrics["distillation_accuracy"] = float((np.asarray(predictions[2]).argmax(-1) == labels).mean())
+    metrics["num_examples"] = int(len(labels))
+    metrics["split"] = split_name
+    if trainer.is_world_process_zero():
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / EVAL_RESULTS_FILE, "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2)
+        plot_per_class_accuracy(metrics["per_class_accuracy"], class_counts, out / "per_class_accuracy.png",
+                                label_names=label_names, title=f"Per-class accuracy ({split_name})")
+        plot_reliability_diagram(np.asarray(logits), labels, out / "reliability_diagram.png",
+                                 title=f"Reliability ({split_name})")
+    return metrics
+
+
+def format_results_table(rows: dict[str, dict]) -> str:
+    """A markdown Many/Medium/Few/Acc/ECE table (percent) from {name: metrics}."""
+    extra = any("distillation_accuracy" in m for m in rows.values())
+    header = "| run | Many | Medium | Few | Acc | ECE |" + (" CLS acc | DIST acc |" if extra else "")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    for name, m in rows.items():
+        cells = [pct(m.get(k)) for k in ("many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "accuracy")]
+        cells.append(pct(m.get("ece")))
+        if extra:
+            cells += [pct(m.get("cls_accuracy")), pct(m.get("distillation_accuracy"))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
