@@ -26,6 +26,7 @@ fallback to `weights_only=False`.
 
 import argparse
 import dataclasses
+import difflib
 import importlib
 import json
 import logging
@@ -37,7 +38,9 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from .configuration_deit_lt import DeiTLTConfig
 from .configuration_livt import LOSS_TYPES, LiVTConfig
+from .modeling_deit_lt import DeiTLTForImageClassification, DeiTLTModel
 from .modeling_livt import LiVTForImageClassification, LiVTForMaskedImageModeling, LiVTModel
 
 logger = logging.getLogger(__name__)
@@ -253,10 +256,14 @@ def _parse_value(text: str):
 
 
 def _check_override_keys(overrides: Mapping, config_class):
-    unknown = sorted(set(overrides) - config_keys(config_class))
+    valid = config_keys(config_class)
+    unknown = sorted(set(overrides) - valid)
     if unknown:
+        guesses = {key: difflib.get_close_matches(key, valid, n=1) for key in unknown}
+        hints = "".join(f" Did you mean {g[0]!r} for {k!r}?" for k, g in guesses.items() if g)
+        own = sorted(vars(config_class).get("__annotations__", {}))
         raise ValueError(
-            f"unknown config key(s) {unknown} for {config_class.__name__}; valid keys: {sorted(config_keys(config_class))}."
+            f"unknown config key(s) {unknown} for {config_class.__name__}.{hints} Its own fields: {own}."
         )
 
 
@@ -594,7 +601,10 @@ def timm_vit_key_mapping(config: LiVTConfig, model_class) -> KeyMapping:
         for i in range(config.decoder_num_hidden_layers):
             mapping.update(timm_block_mapping(f"decoder_blocks.{i}", f"decoder.decoder_layers.{i}", config.qkv_bias))
         mapping.update(_norm_mapping("decoder_norm", "decoder.decoder_norm"))
-        mapping.update({"decoder.decoder_pred.weight": "decoder_pred.weight", "decoder.decoder_pred.bias": "decoder_pred.bias"})
+        mapping.update({
+            "decoder.decoder_pred.weight": "decoder_pred.weight",
+            "decoder.decoder_pred.bias": "decoder_pred.bias",
+        })
     return mapping
 
 
@@ -695,6 +705,160 @@ def convert_livt_checkpoint_file(path, config_overrides: Mapping | None = None, 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# DeiT-LT: official checkpoints (timm VisionTransformerDistilled layout) and transformers DeiT folders
+# ---------------------------------------------------------------------------------------------------------------------
+def timm_deit_model_class(state_dict: Mapping):
+    """`head` + `head_dist` -> `DeiTLTForImageClassification`; neither -> the bare encoder `DeiTLTModel`."""
+    has_head, has_dist_head = "head.weight" in state_dict, "head_dist.weight" in state_dict
+    if has_head and has_dist_head:
+        return DeiTLTForImageClassification
+    if has_head or has_dist_head:
+        raise ConversionError(
+            "a DeiT-LT classifier needs both `head` (CLS) and `head_dist` (DIST); this checkpoint has only "
+            f"{'head' if has_head else 'head_dist'}."
+        )
+    return DeiTLTModel
+
+
+def infer_deit_lt_config(state_dict: Mapping[str, torch.Tensor], checkpoint_args: Mapping | None = None,
+                         **overrides) -> DeiTLTConfig:
+    """A `DeiTLTConfig` for an official DeiT-LT / DeiT distilled state dict (timm `VisionTransformerDistilled`).
+
+    From the shapes: width, channels, patch size, depth, MLP size, qkv bias, image size (pos-embed grid after the CLS
+    and DIST positions), classes. Then `overrides`, then `checkpoint_args` (model name -> heads, `drop_path`,
+    `cls_num_list`), then defaults (heads by width / 12, LayerNorm eps 1e-6).
+    """
+    _check_override_keys(overrides, DeiTLTConfig)
+    args = dict(checkpoint_args or {})
+    if "dist_token" not in state_dict:
+        raise ConversionError(
+            "the checkpoint has no `dist_token`: it is not a distilled DeiT. A plain ViT/DeiT classifier converts "
+            "with --source livt (CLS pooling)."
+        )
+    inferred = infer_timm_encoder_dims(state_dict, num_prefix_tokens=2, what="timm DeiT distilled (DeiT-LT)")
+    model_class = timm_deit_model_class(state_dict)
+    from_args = {}
+    if isinstance(args.get("drop_path"), (int, float)):
+        from_args["drop_path_rate"] = float(args["drop_path"])
+    if model_class is DeiTLTForImageClassification:
+        inferred["num_labels"] = state_dict["head.weight"].shape[0]
+        counts = args.get("cls_num_list")
+        if isinstance(counts, (list, tuple)) and len(counts) == inferred["num_labels"] and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in counts
+        ):
+            from_args["class_counts"] = [int(c) for c in counts]
+    defaults = dict(
+        num_attention_heads=_pick_heads(inferred["hidden_size"], args, overrides),
+        layer_norm_eps=TIMM_LAYER_NORM_EPS,
+        **from_args,
+    )
+    return DeiTLTConfig(**_merge_overrides(inferred, defaults, overrides))
+
+
+def timm_deit_key_mapping(config: DeiTLTConfig, model_class) -> KeyMapping:
+    """Official DeiT-LT (timm `VisionTransformerDistilled`) -> DeiT-LT, target key: source key, in model order."""
+    base = "" if model_class is DeiTLTModel else "deit_lt."
+    mapping = {
+        f"{base}embeddings.cls_token": "cls_token",
+        f"{base}embeddings.position_embeddings": "pos_embed",
+        f"{base}embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+        f"{base}embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+        f"{base}embeddings.distillation_token": "dist_token",
+    }
+    for i in range(config.num_hidden_layers):
+        mapping.update(timm_block_mapping(f"blocks.{i}", f"{base}layers.{i}", config.qkv_bias))
+    mapping.update(_norm_mapping("norm", f"{base}layernorm"))
+    if model_class is DeiTLTForImageClassification:
+        mapping.update({
+            "classifier.weight": "head.weight",
+            "classifier.bias": "head.bias",
+            "distillation_classifier.weight": "head_dist.weight",
+            "distillation_classifier.bias": "head_dist.bias",
+        })
+    return mapping
+
+
+def hf_deit_key_mapping(config: DeiTLTConfig, model_class) -> KeyMapping:
+    """transformers DeiT (legacy on-disk names) -> DeiT-LT, target key: source key(s), in model order."""
+    base = "" if model_class is DeiTLTModel else "deit_lt."
+    mapping = {
+        f"{base}embeddings.cls_token": "deit.embeddings.cls_token",
+        f"{base}embeddings.position_embeddings": "deit.embeddings.position_embeddings",
+        f"{base}embeddings.patch_embeddings.projection.weight": "deit.embeddings.patch_embeddings.projection.weight",
+        f"{base}embeddings.patch_embeddings.projection.bias": "deit.embeddings.patch_embeddings.projection.bias",
+        f"{base}embeddings.distillation_token": "deit.embeddings.distillation_token",
+    }
+    for i in range(config.num_hidden_layers):
+        mapping.update(hf_vit_block_mapping(f"deit.encoder.layer.{i}", f"{base}layers.{i}", config.qkv_bias))
+    mapping.update(_norm_mapping("deit.layernorm", f"{base}layernorm"))
+    if model_class is DeiTLTForImageClassification:
+        mapping.update({
+            "classifier.weight": "cls_classifier.weight",
+            "classifier.bias": "cls_classifier.bias",
+            "distillation_classifier.weight": "distillation_classifier.weight",
+            "distillation_classifier.bias": "distillation_classifier.bias",
+        })
+    return mapping
+
+
+def convert_timm_deit_state_dict(state_dict: Mapping[str, torch.Tensor], config: DeiTLTConfig):
+    """Official DeiT-LT state dict -> `(model_class, target_state_dict)` for `config` (from `infer_deit_lt_config`)."""
+    model_class = timm_deit_model_class(state_dict)
+    mapping = timm_deit_key_mapping(config, model_class)
+    target = apply_key_mapping(state_dict, mapping, target_shapes(model_class, config), model_class.__name__)
+    return model_class, target
+
+
+def convert_deit_lt_checkpoint_file(path, config_overrides: Mapping | None = None, allowed_classes: Iterable = ()):
+    """An official DeiT-LT (or DeiT distilled) `.pth` -> `DeiTLTForImageClassification` (or `DeiTLTModel`), eval."""
+    checkpoint = load_official_checkpoint(path, allowed_classes)
+    state_dict = extract_state_dict(checkpoint)
+    config = infer_deit_lt_config(state_dict, checkpoint_args(checkpoint), **dict(config_overrides or {}))
+    model_class, target = convert_timm_deit_state_dict(state_dict, config)
+    return _instantiate(model_class, config, target)
+
+
+def deit_lt_config_from_hf_deit(hf_config: Mapping, **overrides) -> DeiTLTConfig:
+    """`DeiTLTConfig` fields from a transformers `DeiTConfig` dict (eps 1e-12 and the labels carried)."""
+    _check_override_keys(overrides, DeiTLTConfig)
+    carried = {
+        key: hf_config[key]
+        for key in (
+            "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
+            "intermediate_size", "hidden_act", "qkv_bias", "layer_norm_eps", "hidden_dropout_prob",
+            "attention_probs_dropout_prob", "initializer_range",
+        )
+        if key in hf_config
+    }
+    carried.setdefault("layer_norm_eps", 1e-12)
+    if hf_config.get("id2label"):
+        carried["id2label"] = {int(k): v for k, v in hf_config["id2label"].items()}
+        carried["label2id"] = {v: int(k) for k, v in hf_config["id2label"].items()}
+    if "num_labels" in overrides:
+        carried.pop("id2label", None)
+        carried.pop("label2id", None)
+    return DeiTLTConfig(**{**carried, **overrides})
+
+
+def convert_deit_folder(path, config_overrides: Mapping | None = None):
+    """A transformers `DeiTForImageClassificationWithTeacher` folder -> `DeiTLTForImageClassification` (a
+    `DeiTModel` folder without pooler -> `DeiTLTModel`). Returns the model (eval mode)."""
+    hf_config = _load_folder_config(path, ("deit",), "Use --source vit_mae for ViTMAE folders, deit_lt for .pth files.")
+    state_dict = normalize_hf_vit_keys(load_hf_state_dict(path), "deit")
+    if "classifier.weight" in state_dict:
+        raise ConversionError(
+            f"{path} is a DeiTForImageClassification (one head, no distillation head); DeiT-LT needs the distilled "
+            "DeiTForImageClassificationWithTeacher (cls_classifier + distillation_classifier)."
+        )
+    config = deit_lt_config_from_hf_deit(hf_config, **dict(config_overrides or {}))
+    is_classifier = "cls_classifier.weight" in state_dict or "distillation_classifier.weight" in state_dict
+    model_class = DeiTLTForImageClassification if is_classifier else DeiTLTModel
+    mapping = hf_deit_key_mapping(config, model_class)
+    target = apply_key_mapping(state_dict, mapping, target_shapes(model_class, config), model_class.__name__)
+    return _instantiate(model_class, config, target)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Image processor and entry point
 # ---------------------------------------------------------------------------------------------------------------------
 def build_eval_image_processor(image_size: int, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD):
@@ -767,6 +931,11 @@ __all__ = [
     "convert_checkpoint",
     "convert_timm_vit_state_dict",
     "convert_vit_mae_folder",
+    "convert_deit_folder",
+    "convert_timm_deit_state_dict",
+    "infer_deit_lt_config",
+    "timm_deit_key_mapping",
+    "hf_deit_key_mapping",
     "extract_state_dict",
     "infer_livt_config",
     "load_official_checkpoint",

@@ -140,8 +140,9 @@ def read_labels(dataset: Dataset, label_column: str = "label") -> list[int]:
     _require_column(dataset, label_column, "label_column")
     if len(dataset) == 0:
         return []
-    # select_columns first: the image column is never read, let alone decoded.
-    return list(dataset.select_columns([label_column])[:][label_column])
+    # select_columns first: the image column is never read, let alone decoded; with_format(None) drops any
+    # user transform (set_transform) that would otherwise run on the labels-only rows.
+    return list(dataset.with_format(None).select_columns([label_column])[:][label_column])
 
 
 def make_long_tailed(
@@ -658,8 +659,10 @@ def load_image_datasets(
     needs random access; carving or long-tailing draws the subset map-style (labels only, memory-mapped),
     then streams it with ``Dataset.to_iterable_dataset(num_shards=streaming_num_shards)``. The streamed
     train split is ``.shuffle(seed=seed, buffer_size=shuffle_buffer_size)`` (Trainer's ``set_epoch``
-    reshuffles each epoch). With ``skip_corrupt_images`` a streamed image column is cast to
-    ``Image(decode=False)``: decode it in the batched transform (see ``transforms.make_train_transform_fn``).
+    reshuffles each epoch). With ``skip_corrupt_images``, map-style splits are cleaned up front
+    (`filter_corrupt_images`); a directly streamed source gets its image column cast to
+    ``Image(decode=False)``: decode it in the batched transform (``transforms.make_train_transform_fn``
+    with ``skip_corrupt=True``), which drops and counts corrupt rows.
 
     When ``output_dir`` is given, writes ``long_tailed_indices.json`` (if a long-tailed split was made
     or reused) and ``class_counts.json`` (a JSON list in label order).
@@ -729,9 +732,24 @@ def load_image_datasets(
                 except ValueError as err:
                     raise ValueError(f"{split_name} split: {err}") from None
 
+        metadata = {
+            "imbalance_factor": args.imbalance_factor,
+            "imbalance_profile": args.imbalance_profile,
+            "lt_seed": args.lt_seed,
+            "dataset_name": args.dataset_name,
+        }
         if args.split_indices_file is not None:
             payload = _read_split_file(args.split_indices_file)
             split_indices = payload["indices"]
+            saved_factor = payload.get("imbalance_factor")
+            if args.imbalance_factor is not None and saved_factor not in (None, args.imbalance_factor):
+                logger.warning(
+                    "split_indices_file %s was drawn with imbalance_factor=%s, not %s: using the saved split",
+                    args.split_indices_file,
+                    saved_factor,
+                    args.imbalance_factor,
+                )
+            metadata.update({k: v for k, v in payload.items() if k != "indices"})  # keep how it was drawn
             pool_size = payload.get("pool_size")
             if pool_size is not None and pool_size != len(train):
                 raise ValueError(
@@ -759,14 +777,7 @@ def load_image_datasets(
                 save_split_indices(
                     split_indices,
                     Path(output_dir) / LONG_TAILED_INDICES_FILE,
-                    metadata={
-                        "pool_size": pool_size,
-                        "pool_labels_sha1": _labels_fingerprint(pool_labels),
-                        "imbalance_factor": args.imbalance_factor,
-                        "imbalance_profile": args.imbalance_profile,
-                        "lt_seed": args.lt_seed,
-                        "dataset_name": args.dataset_name,
-                    },
+                    metadata={**metadata, "pool_size": pool_size, "pool_labels_sha1": _labels_fingerprint(pool_labels)},
                 )
 
         train = _seeded_subset(train, args.max_train_samples, args.lt_seed)
@@ -792,9 +803,7 @@ def load_image_datasets(
                 )
         if args.streaming:
             num_shards = max(1, min(args.streaming_num_shards, len(train)))
-            train = train.to_iterable_dataset(num_shards=num_shards)
-            if args.skip_corrupt_images:
-                train = train.cast_column(image_col, ImageFeature(decode=False))
+            train = train.to_iterable_dataset(num_shards=num_shards)  # corrupt images already filtered out
 
     if isinstance(train, IterableDataset):
         # max_buffer_input_shards=1: datasets' default (10) feeds the buffer from several shards with

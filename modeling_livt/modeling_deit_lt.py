@@ -207,12 +207,11 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         fields = {name: getattr(livt_config, name) for name in ENCODER_FIELDS}
         is_classifier = any("ForImageClassification" in a for a in (livt_config.architectures or []))
         if is_classifier or livt_config.class_counts is not None:
-            fields.update(id2label=dict(livt_config.id2label), label2id=dict(livt_config.label2id))
+            fields["id2label"] = {int(k): v for k, v in livt_config.id2label.items()}
             if livt_config.class_counts is not None:
                 fields["class_counts"] = list(livt_config.class_counts)
         if "num_labels" in config_overrides and "id2label" not in config_overrides:
             fields.pop("id2label", None)
-            fields.pop("label2id", None)
         if "id2label" in config_overrides or "num_labels" in config_overrides:
             if "class_counts" not in config_overrides:
                 fields.pop("class_counts", None)

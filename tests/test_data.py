@@ -4,6 +4,7 @@ Expected values come from the papers / published dataset sizes or from formulas 
 """
 
 import io
+import itertools
 import json
 import logging
 
@@ -79,7 +80,7 @@ def test_published_cifar_lt_sizes(max_count, num_classes, rho, total):
     counts = long_tailed_counts(max_count, num_classes, rho)
     assert sum(counts) == total
     assert counts[0] == max_count and counts[-1] == int(max_count / rho)
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(counts))
 
 
 def test_step_profile():
@@ -97,15 +98,15 @@ def test_balanced_and_single_class():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(imbalance_factor=0.01), "imbalance_factor"),
-        (dict(imbalance_factor=float("nan")), "imbalance_factor"),
-        (dict(num_classes=0), "num_classes"),
-        (dict(profile="linear"), r"\['exp', 'step'\]"),
-        (dict(max_count=-1), "max_count"),
+        ({"imbalance_factor": 0.01}, "imbalance_factor"),
+        ({"imbalance_factor": float("nan")}, "imbalance_factor"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"profile": "linear"}, r"\['exp', 'step'\]"),
+        ({"max_count": -1}, "max_count"),
     ],
 )
 def test_counts_validation(kwargs, match):
-    args = dict(max_count=100, num_classes=10, imbalance_factor=10, profile="exp") | kwargs
+    args = {"max_count": 100, "num_classes": 10, "imbalance_factor": 10, "profile": "exp"} | kwargs
     with pytest.raises(ValueError, match=match):
         long_tailed_counts(**args)
 
@@ -153,6 +154,11 @@ def test_make_long_tailed_never_decodes_images():
     assert isinstance(lt, Dataset)
     assert class_counts_from_dataset(lt, "label", 4) == long_tailed_counts(30, 4, 10)
     assert make_long_tailed(ds, 10, seed=0)["label"][:] == lt["label"][:]
+    # a user transform that would decode images is not run either
+    with_transform = ds.with_transform(lambda batch: {"pixels": [im.size for im in batch["image"]]})
+    assert make_long_tailed(with_transform, 10, seed=0)._indices.column(0).to_pylist() == (
+        lt._indices.column(0).to_pylist()
+    )
 
 
 def test_make_long_tailed_missing_label_column_lists_columns():
@@ -332,10 +338,13 @@ def test_load_digits_long_tailed_writes_and_resumes(tmp_path, digits):
     assert other.split_indices != saved
     # ... but a resume with the saved indices never re-draws
     resumed = load_image_datasets(
-        DataArguments(imbalance_factor=10, lt_seed=5, split_indices_file=str(out / "long_tailed_indices.json"))
+        DataArguments(imbalance_factor=10, lt_seed=5, split_indices_file=str(out / "long_tailed_indices.json")),
+        output_dir=tmp_path / "resumed",
     )
     assert resumed.split_indices == saved
     assert resumed.train["label"][:] == data.train["label"][:]
+    copy = json.loads((tmp_path / "resumed" / "long_tailed_indices.json").read_text())
+    assert copy["indices"] == saved and copy["lt_seed"] == 0  # the copy says how the split was drawn
 
 
 def test_split_indices_from_another_pool_is_rejected(tmp_path):
@@ -344,7 +353,7 @@ def test_split_indices_from_another_pool_is_rejected(tmp_path):
         load_image_datasets(DataArguments(split_indices_file=str(tmp_path / "idx.json")))
     # same pool size, other images: a carve drawn with another lt_seed
     root = make_folder_dataset(tmp_path, {"train": [0, 1, 2] * 10})
-    args = dict(dataset_name=str(root), image_column_name="img", label_column_name="target", imbalance_factor=2)
+    args = {"dataset_name": str(root), "image_column_name": "img", "label_column_name": "target", "imbalance_factor": 2}
     load_image_datasets(DataArguments(**args, lt_seed=0), output_dir=tmp_path / "run")
     saved = str(tmp_path / "run" / "long_tailed_indices.json")
     assert load_image_datasets(DataArguments(**args, lt_seed=0, split_indices_file=saved)).train is not None
@@ -416,7 +425,7 @@ def test_local_folder_carves_stratified_validation_and_keeps_test(tmp_path, capl
 def test_carve_validation_split_seeded():
     ds = Dataset.from_dict({"label": [0] * 10 + [1] * 10})
     t1, v1 = carve_validation_split(ds, "label", 20, seed=0)
-    t2, v2 = carve_validation_split(ds, "label", 20, seed=0)
+    _, v2 = carve_validation_split(ds, "label", 20, seed=0)
     _, v3 = carve_validation_split(ds, "label", 20, seed=1)
     assert v1["label"][:] == [0, 0, 1, 1] and len(t1) == 16
     assert v1._indices.column(0).to_pylist() == v2._indices.column(0).to_pylist()
@@ -499,7 +508,7 @@ def test_streaming_long_tailed_digits_matches_map_style():
 
 def test_true_streaming_local_parquet(tmp_path):
     root = make_folder_dataset(tmp_path, {"train": [0, 0, 0, 1, 2, 2], "validation": [0, 1, 2]})
-    args = dict(dataset_name=str(root), image_column_name="img", label_column_name="target", streaming=True)
+    args = {"dataset_name": str(root), "image_column_name": "img", "label_column_name": "target", "streaming": True}
     data = load_image_datasets(DataArguments(**args), output_dir=tmp_path / "out")
     assert isinstance(data.train, IterableDataset) and data.label_names == ["cat", "dog", "emu"]
     assert data.class_counts == [3, 1, 2]  # one pass over the labels

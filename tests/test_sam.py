@@ -1,6 +1,7 @@
 """SAM: the two-step update checked against hand-computed values on a quadratic (float64)."""
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -100,7 +101,10 @@ def test_state_dict_round_trip_and_scheduler_reach_the_base_optimizer():
     assert torch.equal(w.detach(), w_copy.detach())
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
-    scheduler.step()
+    sam_update(opt, w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "lr_scheduler.step() before optimizer.step()" after a two-step update
+        scheduler.step()
     assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
     assert opt.param_groups is opt.base_optimizer.param_groups
 

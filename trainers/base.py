@@ -19,7 +19,7 @@ class NonFiniteLossError(RuntimeError):
 
 def check_hub_access(args) -> None:
     """Fail before any training when `--push_to_hub` cannot reach the Hub (Trainer creates the repo at start-up)."""
-    if getattr(args, "push_to_hub", False) and hub_constants.HF_HUB_OFFLINE:
+    if getattr(args, "push_to_hub", False) and (hub_constants.HF_HUB_OFFLINE or hub_constants.is_offline_mode()):
         raise RuntimeError(
             "--push_to_hub needs the Hugging Face Hub, but HF_HUB_OFFLINE=1 is set (this machine is offline). "
             "Train without --push_to_hub and upload the output folder later with `hf upload "
@@ -33,8 +33,11 @@ class LongTailTrainerMixin:
     # Our losses are batch means: Trainer divides them by the gradient-accumulation steps.
     loss_is_scaled_for_ga = False
 
+    def __init__(self, *args, **kwargs):
+        check_hub_access(kwargs.get("args", args[1] if len(args) > 1 else None))  # Trainer creates the repo in init
+        super().__init__(*args, **kwargs)
+
     def _setup_long_tail(self, eval_data_collator=None, model_card_writer: Callable[[], None] | None = None):
-        check_hub_access(self.args)
         self.model_accepts_loss_kwargs = False
         self.eval_data_collator = eval_data_collator
         self.model_card_writer = model_card_writer

@@ -74,6 +74,7 @@ class SAM(torch.optim.Optimizer):
                     continue
                 p.copy_(self.state[p].pop("old_p"))
         self.base_optimizer.step()
+        self._opt_called = True  # what torch's LR schedulers check (they wrap `step`, which two-step loops bypass)
         if zero_grad:
             self.zero_grad()
 

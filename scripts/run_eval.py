@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Evaluate a saved classifier on a split: eval_results.json, per_class_accuracy.png, reliability_diagram.png and
+the model card's results.
+
+    python scripts/run_eval.py --model_name_or_path outputs/demo/livt_bal_bce --dataset_name digits \
+        --imbalance_factor 10 --output_dir outputs/demo/eval
+"""
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _cli import parse_args, setup_logging  # noqa: E402
+from transformers import AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments  # noqa: E402
+
+import modeling_livt  # noqa: E402,F401  (registers our Auto classes)
+from modeling_livt.data import CLASS_COUNTS_FILE, DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.model_card import write_model_card  # noqa: E402
+from modeling_livt.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_eval_transform_fn  # noqa: E402
+from trainers.workflow import evaluate_and_report  # noqa: E402
+
+
+@dataclass
+class EvalArguments:
+    model_name_or_path: str = field(metadata={"help": "Folder (or Hub id) of a trained classifier."})
+    output_dir: str = field(metadata={"help": "Where eval_results.json and the plots go."})
+    split: str = field(default="test", metadata={"help": "Split to evaluate: test (default) or validation."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size."})
+    index_bounds: str | None = field(
+        default=None, metadata={"help": "Also report DeiT-LT's sorted-index split, e.g. cifar10 or '3,7'."}
+    )
+    write_card: bool = field(default=True, metadata={"help": "Write/refresh README.md in output_dir."})
+
+
+def _index_bounds(value):
+    if value is None or "," not in value:
+        return value
+    low, high = value.split(",")
+    return int(low), int(high)
+
+
+def main(argv=None):
+    eval_args, data_args = parse_args((EvalArguments, DataArguments), argv)
+    setup_logging()
+    model = AutoModelForImageClassification.from_pretrained(eval_args.model_name_or_path, trust_remote_code=True)
+    processor = AutoImageProcessor.from_pretrained(eval_args.model_name_or_path)
+    data = load_image_datasets(data_args)
+    # the model's own prior defines the shot groups; fall back to the counts of this training split
+    class_counts = list(getattr(model.config, "class_counts", None) or data.class_counts)
+    if len(class_counts) != model.config.num_labels or data.num_classes != model.config.num_labels:
+        raise ValueError(
+            f"The model has {model.config.num_labels} labels but the dataset has {data.num_classes} classes."
+        )
+    split = data.test if eval_args.split == "test" else data.validation
+    if split is None:
+        raise ValueError(f"The dataset has no {eval_args.split!r} split.")
+    dataset = apply_transform(
+        split, make_eval_transform_fn(EvalTransform(processor), data.image_column, data.label_column)
+    )
+    args = TrainingArguments(
+        output_dir=eval_args.output_dir,
+        per_device_eval_batch_size=eval_args.per_device_eval_batch_size,
+        remove_unused_columns=False,
+        report_to="none",
+    )
+    trainer = Trainer(model=model, args=args, data_collator=DefaultImageCollator())
+    metrics = evaluate_and_report(
+        trainer,
+        dataset,
+        class_counts,
+        eval_args.output_dir,
+        data.label_names,
+        split_name=eval_args.split,
+        index_bounds=_index_bounds(eval_args.index_bounds),
+    )
+    with open(os.path.join(eval_args.output_dir, CLASS_COUNTS_FILE), "w", encoding="utf-8") as f:
+        json.dump(class_counts, f)
+    if eval_args.write_card:
+        method = "deit_lt" if model.config.model_type == "deit_lt" else "livt"
+        write_model_card(
+            eval_args.output_dir,
+            method,
+            model_name=os.path.basename(eval_args.model_name_or_path.rstrip("/")),
+            metrics=metrics,
+            class_counts=class_counts,
+            dataset_name=data_args.dataset_name,
+            imbalance_factor=data_args.imbalance_factor,
+            label_names=data.label_names,
+            base_model=eval_args.model_name_or_path,
+            repo_id=eval_args.model_name_or_path,
+        )
+    summary = {
+        k: metrics[k]
+        for k in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "ece", "mce")
+    }
+    print(json.dumps(summary, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
