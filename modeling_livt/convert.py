@@ -31,6 +31,7 @@ import importlib
 import json
 import logging
 import math
+import numbers
 import os
 import pickle
 import re
@@ -74,12 +75,17 @@ class CheckpointLoadError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------------------------
 # Reading checkpoints
 # ---------------------------------------------------------------------------------------------------------------------
-def _qualified_name(cls) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+def _qualified_name(entry) -> str:
+    """The name torch's weights-only unpickler matches: `(obj, "name")` entries carry theirs."""
+    if isinstance(entry, tuple):
+        return entry[1]
+    return f"{getattr(entry, '__module__', None)}.{entry.__qualname__}"
 
 
 def _resolve_class(name_or_class):
-    """`"package.module.Class"` -> the class (classes pass through)."""
+    """`"package.module.Class"` -> the class (classes pass through). When the object now lives elsewhere (a file
+    pickled `numpy.core.multiarray.scalar`, which numpy 2 defines in `numpy._core`), returns `(obj, name)` so torch
+    matches the name written in the file."""
     if not isinstance(name_or_class, str):
         return name_or_class
     module_name, _, attribute = name_or_class.rpartition(".")
@@ -88,7 +94,19 @@ def _resolve_class(name_or_class):
     obj = importlib.import_module(module_name)
     for part in attribute.split("."):
         obj = getattr(obj, part)
-    return obj
+    return obj if _qualified_name(obj) == name_or_class else (obj, name_or_class)
+
+
+def _with_numpy_dtypes(entries: list) -> list:
+    """Numpy scalars pickle as `numpy._core.multiarray.scalar(dtype, bytes)` plus a dtype class per scalar type
+    (`numpy.dtypes.Int64DType`, ...), which torch only reports one at a time. Allowing anything from numpy allows the
+    dtype classes with it (plain type descriptors)."""
+    if not any(_qualified_name(entry).startswith("numpy") for entry in entries):
+        return entries
+    import numpy as np
+
+    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    return entries + [np.dtype] + [c for c in dtype_classes if isinstance(c, type)]
 
 
 def load_official_checkpoint(path, allowed_classes: Iterable = ()) -> dict:
@@ -105,7 +123,7 @@ def load_official_checkpoint(path, allowed_classes: Iterable = ()) -> dict:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
-    allowed = [argparse.Namespace] + [_resolve_class(c) for c in allowed_classes]
+    allowed = _with_numpy_dtypes([argparse.Namespace] + [_resolve_class(c) for c in allowed_classes])
     try:
         with torch.serialization.safe_globals(allowed):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -221,7 +239,7 @@ def _split_top_level(text: str) -> list[str]:
     """Split `k=v,k=[1,2]` on commas outside brackets."""
     items, depth, current = [], 0, []
     for char in text:
-        if char in "[(" :
+        if char in "[(":
             depth += 1
         elif char in "])":
             depth -= 1
@@ -458,6 +476,13 @@ def _pick_heads(width: int, args: Mapping, overrides: Mapping, key: str = "num_a
     return DEFAULT_NUM_HEADS
 
 
+def _valid_counts(counts, num_labels: int) -> bool:
+    """A per-class training count list of the right length (numpy integers, as DeiT-LT pickles them, included)."""
+    return isinstance(counts, (list, tuple)) and len(counts) == num_labels and all(
+        isinstance(c, numbers.Real) and not isinstance(c, bool) and c > 0 and float(c).is_integer() for c in counts
+    )
+
+
 def _fields_from_args(args: Mapping, num_labels: int | None) -> dict:
     """Training settings worth carrying from an official checkpoint's `args` (LiVT / MAE / DeiT-LT names)."""
     fields = {}
@@ -474,9 +499,7 @@ def _fields_from_args(args: Mapping, num_labels: int | None) -> dict:
             fields["bal_tau"] = float(args["bal_tau"])
         for name in ("cls_num", "cls_num_list"):  # LiVT / DeiT-LT training class counts
             counts = args.get(name)
-            if isinstance(counts, (list, tuple)) and len(counts) == num_labels and all(
-                isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in counts
-            ):
+            if _valid_counts(counts, num_labels):
                 fields["class_counts"] = [int(c) for c in counts]
                 break
     return fields
@@ -562,11 +585,15 @@ def infer_livt_config(state_dict: Mapping[str, torch.Tensor], checkpoint_args: M
                 f"cannot tell the decoder's heads for width {decoder_width}: pass --config_overrides "
                 "decoder_num_attention_heads=H."
             )
+    from_args = _fields_from_args(args, num_labels)
+    if model_class is LiVTForMaskedImageModeling and "norm_pix_loss" not in {**from_args, **overrides}:
+        logger.warning("The checkpoint does not say whether it used norm_pix_loss; keeping LiVT's default (True). "
+                       "Pass --config_overrides norm_pix_loss=false for an MAE trained on raw pixels.")
     defaults = dict(
         num_attention_heads=_pick_heads(width, args, overrides),
         decoder_num_attention_heads=DEFAULT_DECODER_NUM_HEADS,
         layer_norm_eps=TIMM_LAYER_NORM_EPS,
-        **_fields_from_args(args, num_labels),
+        **from_args,
     )
     return LiVTConfig(**_merge_overrides(inferred, defaults, overrides))
 
@@ -743,9 +770,7 @@ def infer_deit_lt_config(state_dict: Mapping[str, torch.Tensor], checkpoint_args
     if model_class is DeiTLTForImageClassification:
         inferred["num_labels"] = state_dict["head.weight"].shape[0]
         counts = args.get("cls_num_list")
-        if isinstance(counts, (list, tuple)) and len(counts) == inferred["num_labels"] and all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in counts
-        ):
+        if _valid_counts(counts, inferred["num_labels"]):
             from_args["class_counts"] = [int(c) for c in counts]
     defaults = dict(
         num_attention_heads=_pick_heads(inferred["hidden_size"], args, overrides),

@@ -179,7 +179,8 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         `LiVTForImageClassification`): the combined LiVT -> DeiT-LT recipe.
 
         Copied from the LiVT encoder: patch embedding, CLS token, all blocks, the final norm (when the checkpoint has
-        one: MGP and `pooling="cls"` classifiers do, mean-pooling classifiers don't) and the position embeddings:
+        one: MGP and `pooling="cls"` classifiers do; a mean-pooling classifier has none and its `fc_norm` is not used,
+        so the student's final norm keeps its fresh 1 / 0 init) and the position embeddings:
         CLS position -> CLS position, patch positions -> patch positions (resized bicubically when `image_size` is
         overridden). The DIST position is a copy of the CLS position (`distillation_position="cls"`, the default; an
         MGP checkpoint's CLS position is the zero row of its frozen sin-cos table) or freshly drawn
@@ -201,33 +202,38 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
             raise TypeError(
                 f"from_livt_pretrained got {unknown}, which are neither DeiTLTConfig fields nor loading arguments."
             )
-        livt_config = LiVTConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        if getattr(livt_config, "model_type", None) != "livt":
-            raise ValueError(f"{pretrained_model_name_or_path} is not a LiVT checkpoint (model_type 'livt').")
+        config_dict, _ = LiVTConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+        if config_dict.get("model_type") != "livt":
+            raise ValueError(
+                f"{pretrained_model_name_or_path} is not a LiVT checkpoint: its config has "
+                f"model_type={config_dict.get('model_type')!r}, not 'livt'."
+            )
+        livt_config = LiVTConfig.from_dict(config_dict)
         fields = {name: getattr(livt_config, name) for name in ENCODER_FIELDS}
+        # the label space of a fine-tuned LiVT classifier (or a config with class counts), unless overridden
+        labels = {}
         is_classifier = any("ForImageClassification" in a for a in (livt_config.architectures or []))
         if is_classifier or livt_config.class_counts is not None:
-            fields["id2label"] = {int(k): v for k, v in livt_config.id2label.items()}
+            labels["id2label"] = {int(k): v for k, v in livt_config.id2label.items()}
             if livt_config.class_counts is not None:
-                fields["class_counts"] = list(livt_config.class_counts)
-        if "num_labels" in config_overrides and "id2label" not in config_overrides:
-            fields.pop("id2label", None)
-        if "id2label" in config_overrides or "num_labels" in config_overrides:
-            if "class_counts" not in config_overrides:
-                fields.pop("class_counts", None)
-        config = DeiTLTConfig(**{**fields, **config_overrides})
+                labels["class_counts"] = list(livt_config.class_counts)
+        if "id2label" in config_overrides:
+            new_num_labels = len(config_overrides["id2label"])
+        else:
+            new_num_labels = config_overrides.pop("num_labels", None)  # id2label below carries it when it agrees
+        if new_num_labels is not None and new_num_labels != len(labels.get("id2label", ())):
+            labels = {"num_labels": new_num_labels} if "id2label" not in config_overrides else {}
+        config = DeiTLTConfig(**{**fields, **labels, **config_overrides})
         if attn_implementation is not None:
             config._attn_implementation = attn_implementation
 
-        # the LiVT encoder, loaded by its own class (handles shards, dtype, prefixes); a missing final norm is reported
-        source, info = LiVTModel.from_pretrained(
-            pretrained_model_name_or_path, config=livt_config, output_loading_info=True, dtype=torch.float32,
-            **hub_kwargs,
+        # the LiVT encoder, loaded by its own class (handles shards, dtype, key prefixes)
+        source = _LiVTEncoderSource.from_pretrained(
+            pretrained_model_name_or_path, config=livt_config, dtype=torch.float32, **hub_kwargs
         )
         if config.image_size != livt_config.image_size:
             source.resize_position_embeddings(config.image_size)
         source_state = source.state_dict()
-        missing = set(info["missing_keys"])
 
         model = cls(config)
         target = model.deit_lt
@@ -246,11 +252,19 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
                 target_pos[:, 1] = source_pos[:, 0]
             target_pos[:, 2:] = source_pos[:, 1:]
             target.layers.load_state_dict(source.layers.state_dict())
-            if not {"layernorm.weight", "layernorm.bias"} & missing:
-                target.layernorm.load_state_dict(source.layernorm.state_dict())
+            # a checkpoint without a final norm leaves the source's at its 1 / 0 init: the same as a fresh DeiT norm
+            target.layernorm.load_state_dict(source.layernorm.state_dict())
         if dtype is not None and dtype != "auto":
             model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         return model
+
+
+class _LiVTEncoderSource(LiVTModel):
+    """LiVT's encoder, loaded from any LiVT checkpoint: the MGP decoder and a classifier's `fc_norm` / head are expected
+    leftovers, and a mean-pooling classifier has no final norm (the student then keeps its fresh one)."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^fc_norm\.", r"^classifier\."]
+    _keys_to_ignore_on_load_missing = [r"^layernorm\."]
 
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")

@@ -89,6 +89,8 @@ def main(argv=None):
         model_card_writer=card_writer,
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    print(f"process {training_args.process_index + 1}/{training_args.world_size}: trained "
+          f"{trainer.state.global_step} steps", flush=True)
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)

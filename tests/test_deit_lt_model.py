@@ -65,14 +65,15 @@ def test_token_layout_and_position_embeddings_cover_all_tokens():
 
 def test_parameter_names():
     names = set(ml.DeiTLTForImageClassification(tiny_config()).state_dict())
-    expected_prefix = {
-        "deit_lt.embeddings.cls_token", "deit_lt.embeddings.distillation_token", "deit_lt.embeddings.position_embeddings",
+    expected_fixed = {
+        "deit_lt.embeddings.cls_token", "deit_lt.embeddings.distillation_token",
+        "deit_lt.embeddings.position_embeddings",
         "deit_lt.embeddings.patch_embeddings.projection.weight", "deit_lt.embeddings.patch_embeddings.projection.bias",
         "deit_lt.layernorm.weight", "deit_lt.layernorm.bias", "classifier.weight", "classifier.bias",
         "distillation_classifier.weight", "distillation_classifier.bias",
     }
-    assert expected_prefix <= names
-    rest = names - expected_prefix
+    assert expected_fixed <= names
+    rest = names - expected_fixed
     assert all(n.startswith(("deit_lt.layers.0.", "deit_lt.layers.1.")) for n in rest), rest
     assert "deit_lt.layers.1.attn.qkv.weight" in rest and "deit_lt.layers.0.mlp.fc2.bias" in rest
 
@@ -120,7 +121,8 @@ def test_init_matches_official_deit():
         assert torch.all(norm.weight == 1) and torch.count_nonzero(norm.bias) == 0
     proj = emb.patch_embeddings.projection  # PyTorch's Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     bound = 1 / (3 * 4 * 4) ** 0.5
-    assert proj.weight.abs().max().item() <= bound and proj.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
+    assert proj.weight.abs().max().item() <= bound
+    assert proj.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
     assert proj.bias.abs().max().item() <= bound and torch.count_nonzero(proj.bias) > 0
 
 
@@ -228,6 +230,13 @@ def test_from_livt_classifier_carries_labels_and_resizes(tmp_path):
     torch.testing.assert_close(student.deit_lt.layers[1].attn.qkv.weight, clf.livt.layers[1].attn.qkv.weight,
                                rtol=0, atol=0)
     assert student(_pixels(2, size=48)).logits.shape == (2, 4)
+    same = ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "clf", num_labels=4)
+    assert same.config.id2label[3] == "c3" and same.config.class_counts == COUNTS
+    other = ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "clf", num_labels=6)
+    assert other.config.num_labels == 6 and other.config.class_counts is None
+    ml.DeiTLTForImageClassification(tiny_config()).save_pretrained(tmp_path / "deit")
+    with pytest.raises(ValueError, match="not a LiVT checkpoint"):
+        ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "deit")
 
 
 def test_gradient_checkpointing_matches():
