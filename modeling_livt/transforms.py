@@ -188,6 +188,15 @@ def build_eval_transform(image_size: int, mean: Sequence[float], std: Sequence[f
     return EvalTransform(build_image_processor(image_size, mean, std))
 
 
+# Column added by `apply_transform` when augmentation is seeded per example (see `_make_transform_fn`).
+INDEX_COLUMN = "__example_index__"
+
+
+def example_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for one example in one epoch (numpy's SeedSequence mixes the three integers)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def _make_transform_fn(
     transform: Callable,
     image_column: str,
@@ -195,25 +204,38 @@ def _make_transform_fn(
     to_rgb: Callable,
     skip_corrupt: bool,
     counter: CorruptImageCounter | None,
+    seed: int | None = None,
 ) -> Callable:
     def fn(batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
         images = batch[image_column]
         labels = batch.get(label_column)
-        pixel_values, out_labels = [], []
+        example_indices = batch.get(INDEX_COLUMN, indices)
+        pixel_values, out_labels, out_indices = [], [], []
         for j, value in enumerate(images):
-            index = indices[j] if indices is not None else j
+            index = example_indices[j] if example_indices is not None else j
             image = decode_image_or_raise(value, index, skip_corrupt=skip_corrupt, counter=counter)
             if image is None:  # skipped corrupt image: the row is dropped
                 continue
-            pixel_values.append(transform(to_rgb(image)))
+            if fn.seed is not None and example_indices is not None:
+                # the example's own RNG stream: the same augmentation whatever the worker count, the process count
+                # or a resume, and the global RNG (model dropout/masking) is left untouched
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(example_seed(fn.seed, fn.epoch, int(index)))
+                    pixel_values.append(transform(to_rgb(image)))
+            else:
+                pixel_values.append(transform(to_rgb(image)))
             if labels is not None:
                 out_labels.append(int(labels[j]))
+            out_indices.append(int(index))
         out = {"pixel_values": pixel_values}
         if labels is not None:
             out["labels"] = out_labels
+        if fn.seed is not None and example_indices is not None:
+            out[INDEX_COLUMN] = out_indices  # lets a seeded collator mix the batch reproducibly
         return out
 
     fn.image_column, fn.label_column = image_column, label_column
+    fn.seed, fn.epoch = seed, 0  # epoch: set at each epoch start (trainers' AugmentationEpochCallback)
     return fn
 
 
@@ -224,8 +246,13 @@ def make_train_transform_fn(
     to_rgb: Callable = to_rgb,
     skip_corrupt: bool = False,
     counter: CorruptImageCounter | None = None,
+    seed: int | None = None,
 ) -> Callable:
     """Batched function ``fn(batch, indices=None) -> {"pixel_values": [tensors], "labels": [ints]}``.
+
+    With ``seed``, each example is augmented under its own RNG seeded by (seed, ``fn.epoch``, example index), so
+    augmentations do not depend on DataLoader workers, processes or a resume from a checkpoint, and do not consume
+    the global RNG (`apply_transform` adds the index column for map-style datasets).
 
     For ``Dataset.set_transform`` / ``with_transform`` and ``IterableDataset.map(batched=True,
     with_indices=True)`` (see `apply_transform`). Every image is converted with ``to_rgb`` first. Values
@@ -233,7 +260,7 @@ def make_train_transform_fn(
     example, or with ``skip_corrupt`` its row is dropped and counted (dropping rows works with
     ``IterableDataset.map``; map-style datasets are cleaned up front by `data.filter_corrupt_images`).
     """
-    return _make_transform_fn(transform, image_column, label_column, to_rgb, skip_corrupt, counter)
+    return _make_transform_fn(transform, image_column, label_column, to_rgb, skip_corrupt, counter, seed)
 
 
 def make_eval_transform_fn(
@@ -253,6 +280,8 @@ def apply_transform(dataset: Dataset | IterableDataset, transform_fn: Callable) 
     if isinstance(dataset, IterableDataset):
         columns = dataset.column_names or [transform_fn.image_column, transform_fn.label_column]
         return dataset.map(transform_fn, batched=True, with_indices=True, remove_columns=columns)
+    if getattr(transform_fn, "seed", None) is not None and INDEX_COLUMN not in dataset.column_names:
+        dataset = dataset.add_column(INDEX_COLUMN, list(range(len(dataset))))
     return dataset.with_transform(transform_fn)
 
 
@@ -284,6 +313,9 @@ class MixupCutmixCollator:
       no mixing, no smoothing.
     * no mixing op (both alphas 0): smoothed one-hot targets; with ``label_smoothing == 0`` and
       ``soft_targets=False``, int labels instead.
+    * ``seed``: when the features carry example indices (seeded transforms), a batch is mixed under its own RNG
+      seeded by (seed, indices), so mixing is reproducible across workers and resumes and leaves the global RNG
+      alone; otherwise torch's global RNG drives it.
     """
 
     def __init__(
@@ -295,6 +327,7 @@ class MixupCutmixCollator:
         label_smoothing: float = 0.1,
         prob: float = 1.0,
         soft_targets: bool = True,
+        seed: int | None = None,
     ):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
@@ -311,8 +344,17 @@ class MixupCutmixCollator:
         else:
             self.mix = self.mixup or self.cutmix
         self.mixup_enabled = True
+        self.seed = seed
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        indices = [f.get(INDEX_COLUMN) for f in features]
+        if self.seed is None or None in indices:
+            return self._collate(features)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, *map(int, indices)]).generate_state(1)[0]))
+            return self._collate(features)
+
+    def _collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pixel_values = torch.stack([torch.as_tensor(f["pixel_values"]) for f in features])
         labels = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
         if not self.mixup_enabled:
@@ -320,7 +362,6 @@ class MixupCutmixCollator:
         if self.mix is None and self.label_smoothing == 0 and not self.soft_targets:
             return {"pixel_values": pixel_values, "labels": labels}
         targets = torch.nn.functional.one_hot(labels, self.num_classes).float()
-        # torch's global RNG drives the draw (and the v2 ops), so torch.manual_seed makes batches repeatable.
         if self.mix is not None and len(features) > 1 and float(torch.rand(())) < self.prob:
             pixel_values, targets = self.mix(pixel_values, labels)
         targets = targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes

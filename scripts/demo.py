@@ -31,14 +31,14 @@ COMMON = ["--seed", "0", "--per_device_train_batch_size", "64", "--per_device_ev
 def run_livt(out: str, epochs_mgp: int, epochs_ft: int) -> dict:
     mgp_dir = os.path.join(out, "livt_mgp")
     run_mgp.main(DATA + MODEL + COMMON + [
-        "--output_dir", mgp_dir, "--num_train_epochs", str(epochs_mgp), "--base_learning_rate", "1.5e-4",
-        "--warmup_steps", "0.1", "--save_strategy", "no",
+        "--output_dir", mgp_dir, "--num_train_epochs", str(epochs_mgp), "--learning_rate", "1e-3",
+        "--warmup_steps", "0.05", "--save_strategy", "no",
     ])
     results = {}
     for loss in ("bal_bce", "bce"):
         results[f"LiVT MGP + {loss.upper().replace('_', '-')}"] = run_finetune.main(DATA + COMMON + [
             "--model_name_or_path", mgp_dir, "--output_dir", os.path.join(out, f"livt_{loss}"), "--loss_type", loss,
-            "--num_train_epochs", str(epochs_ft), "--base_learning_rate", "1e-3", "--layer_decay", "0.75",
+            "--num_train_epochs", str(epochs_ft), "--learning_rate", "1e-3", "--layer_decay", "0.75",
             "--drop_path_rate", "0.1", "--warmup_steps", "0.1", "--save_total_limit", "1",
         ])
     return results
@@ -48,8 +48,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default="livt", choices=["livt", "deit_lt"])
     parser.add_argument("--output_dir", default="outputs/demo")
-    parser.add_argument("--mgp_epochs", type=int, default=150)
-    parser.add_argument("--finetune_epochs", type=int, default=60)
+    parser.add_argument("--mgp_epochs", type=int, default=200)
+    parser.add_argument("--finetune_epochs", type=int, default=100)
     args = parser.parse_args()
     start = time.time()
     if args.method == "livt":

@@ -19,7 +19,7 @@ from modeling_livt.data import DataArguments  # noqa: E402
 from modeling_livt.model_card import write_model_card  # noqa: E402
 from trainers import AugmentationArguments, BalancedTrainer, ModelArguments  # noqa: E402
 from trainers.arguments import FinetuneTrainingArguments  # noqa: E402
-from trainers.workflow import build_config, evaluate_and_report, prepare_data  # noqa: E402
+from trainers.workflow import build_config, evaluate_and_report, prepare_data, resolve_resume_checkpoint  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +86,10 @@ def main(argv=None):
         data_collator=prepared.train_collator,
         eval_data_collator=prepared.eval_collator,
         processing_class=prepared.image_processor,
+        callbacks=prepared.callbacks,
         model_card_writer=card_writer,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
     print(f"process {training_args.process_index + 1}/{training_args.world_size}: trained "
           f"{trainer.state.global_step} steps", flush=True)
     trainer.save_model()

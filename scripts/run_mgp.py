@@ -16,7 +16,7 @@ from transformers import set_seed  # noqa: E402
 from modeling_livt import LiVTForMaskedImageModeling  # noqa: E402
 from modeling_livt.data import DataArguments  # noqa: E402
 from trainers import AugmentationArguments, MGPTrainer, MGPTrainingArguments, ModelArguments  # noqa: E402
-from trainers.workflow import build_config, prepare_data  # noqa: E402
+from trainers.workflow import build_config, prepare_data, resolve_resume_checkpoint  # noqa: E402
 
 
 def main(argv=None):
@@ -47,8 +47,9 @@ def main(argv=None):
         eval_dataset=prepared.validation if training_args.eval_strategy != "no" else None,
         data_collator=prepared.eval_collator,
         processing_class=prepared.image_processor,
+        callbacks=prepared.callbacks,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from transformers import PreTrainedConfig
+from transformers import PreTrainedConfig, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_livt.configuration_livt import LIVT_PRESETS, LiVTConfig
-from modeling_livt.data import DataArguments, LongTailedData, load_image_datasets
+from modeling_livt.data import LONG_TAILED_INDICES_FILE, DataArguments, LongTailedData, load_image_datasets
 from modeling_livt.metrics import long_tail_metrics
 from modeling_livt.plots import plot_per_class_accuracy, plot_reliability_diagram
 from modeling_livt.transforms import (
@@ -50,6 +51,18 @@ class PreparedData:
     image_processor: object
     mean: tuple
     std: tuple
+    callbacks: list
+
+
+class AugmentationEpochCallback(TrainerCallback):
+    """Tells seeded transforms the epoch, so each epoch draws new (but reproducible) augmentations."""
+
+    def __init__(self, *transform_fns):
+        self.transform_fns = transform_fns
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        for fn in self.transform_fns:
+            fn.epoch = int(state.epoch or 0)
 
 
 def parse_config_overrides(overrides: str | None, config_class=LiVTConfig) -> dict:
@@ -116,6 +129,11 @@ def prepare_data(
             "--streaming needs --max_steps: a streamed dataset has no length, so Trainer cannot count epochs. "
             "Pass e.g. --max_steps 10000 (steps = examples per epoch x epochs / effective batch size)."
         )
+    saved_split = Path(training_args.output_dir) / LONG_TAILED_INDICES_FILE
+    if training_args.resume_from_checkpoint and data_args.split_indices_file is None and saved_split.exists():
+        # a resumed run trains on the split it started with: restored from disk, never re-drawn
+        logger.info("resuming: reusing the long-tailed split in %s", saved_split)
+        data_args.split_indices_file = str(saved_split)
     data = load_image_datasets(data_args, seed=training_args.seed, output_dir=training_args.output_dir)
     mean, std = resolve_normalization(aug_args, data)
     if stage == "mgp":
@@ -131,7 +149,7 @@ def prepare_data(
     )
     train_fn = make_train_transform_fn(
         train_transform, data.image_column, data.label_column,
-        skip_corrupt=data_args.skip_corrupt_images, counter=data.corrupt_images,
+        skip_corrupt=data_args.skip_corrupt_images, counter=data.corrupt_images, seed=training_args.seed,
     )
     eval_collator = DefaultImageCollator()
     mixing = stage != "mgp" and (aug_args.mixup > 0 or aug_args.cutmix > 0 or aug_args.label_smoothing > 0)
@@ -139,6 +157,7 @@ def prepare_data(
         MixupCutmixCollator(
             data.num_classes, mixup_alpha=aug_args.mixup, cutmix_alpha=aug_args.cutmix,
             switch_prob=aug_args.mixup_switch_prob, label_smoothing=aug_args.label_smoothing, prob=aug_args.mixup_prob,
+            seed=training_args.seed,
         )
         if mixing
         else eval_collator
@@ -153,7 +172,23 @@ def prepare_data(
         image_processor=processor,
         mean=tuple(mean),
         std=tuple(std),
+        callbacks=[AugmentationEpochCallback(train_fn)],
     )
+
+
+def resolve_resume_checkpoint(training_args) -> str | None:
+    """`--resume_from_checkpoint PATH`, or `latest`/`true` for the newest complete checkpoint in output_dir."""
+    value = training_args.resume_from_checkpoint
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    if str(value).lower() in ("latest", "true", "auto"):
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint in {training_args.output_dir}.")
+        return last
+    if not os.path.isdir(value):
+        raise ValueError(f"--resume_from_checkpoint {value} is not a checkpoint folder.")
+    return value
 
 
 def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=None, split_name="test",
