@@ -4,14 +4,11 @@ Importing the package registers the configs and models with the transformers Aut
 remote code, so `save_pretrained` writes `auto_map` and copies the model files next to the weights.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForImageClassification,
-    AutoModelForPreTraining,
-)
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
 
+from .configuration_deit_lt import DEIT_LT_PRESETS, DeiTLTConfig
 from .configuration_livt import LIVT_PRESETS, LiVTConfig
+from .data import long_tailed_counts, make_long_tailed
 from .losses import (
     BalancedBCELoss,
     BalancedCELoss,
@@ -21,12 +18,20 @@ from .losses import (
     build_loss,
     class_balanced_weights,
 )
+from .metrics import long_tail_metrics
+from .modeling_deit_lt import (
+    DeiTLTForImageClassification,
+    DeiTLTImageClassifierOutput,
+    DeiTLTModel,
+    DeiTLTPreTrainedModel,
+)
 from .modeling_livt import (
     LiVTForImageClassification,
     LiVTForMaskedImageModeling,
     LiVTModel,
     LiVTPreTrainedModel,
 )
+from .resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification, convert_paco_resnet32_state_dict
 
 __version__ = "0.1.0"
 
@@ -47,51 +52,36 @@ _register(
         (AutoModelForPreTraining, LiVTForMaskedImageModeling),
     ],
 )
-
-__all__ = [
-    "LIVT_PRESETS",
-    "BCELoss",
-    "BalancedBCELoss",
-    "BalancedCELoss",
-    "DeiTLTLoss",
-    "LiVTConfig",
-    "LiVTForImageClassification",
-    "LiVTForMaskedImageModeling",
-    "LiVTModel",
-    "LiVTPreTrainedModel",
-    "SoftTargetCrossEntropy",
-    "build_loss",
-    "class_balanced_weights",
-]
-
-# DeiT-LT and its CIFAR ResNet teacher
-from .configuration_deit_lt import DEIT_LT_PRESETS, DeiTLTConfig  # noqa: E402
-from .modeling_deit_lt import (  # noqa: E402
-    DeiTLTForImageClassification,
-    DeiTLTImageClassifierOutput,
-    DeiTLTModel,
-    DeiTLTPreTrainedModel,
-)
-from .resnet_cifar import (  # noqa: E402
-    ResNetCifarConfig,
-    ResNetCifarForImageClassification,
-    convert_paco_resnet32_state_dict,
-)
-
 _register(
     DeiTLTConfig,
     [(AutoModel, DeiTLTModel), (AutoModelForImageClassification, DeiTLTForImageClassification)],
 )
 _register(ResNetCifarConfig, [(AutoModelForImageClassification, ResNetCifarForImageClassification)])
 
-__all__ += [
+__all__ = [
     "DEIT_LT_PRESETS",
+    "LIVT_PRESETS",
+    "BCELoss",
+    "BalancedBCELoss",
+    "BalancedCELoss",
     "DeiTLTConfig",
     "DeiTLTForImageClassification",
     "DeiTLTImageClassifierOutput",
+    "DeiTLTLoss",
     "DeiTLTModel",
     "DeiTLTPreTrainedModel",
+    "LiVTConfig",
+    "LiVTForImageClassification",
+    "LiVTForMaskedImageModeling",
+    "LiVTModel",
+    "LiVTPreTrainedModel",
     "ResNetCifarConfig",
     "ResNetCifarForImageClassification",
+    "SoftTargetCrossEntropy",
+    "build_loss",
+    "class_balanced_weights",
     "convert_paco_resnet32_state_dict",
+    "long_tail_metrics",
+    "long_tailed_counts",
+    "make_long_tailed",
 ]

@@ -17,3 +17,28 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} not found (a user's clone has no ../shared)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any connection outside this machine fails the test (loopback and unix sockets stay allowed)."""
+    import socket
+
+    local = ("127.0.0.1", "::1", "localhost", "0.0.0.0")
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if sock.family == socket.AF_UNIX or host in local:
+            return real_connect(sock, address)
+        raise RuntimeError(f"test tried to reach the network: {address!r} (tests must run offline)")
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if host in local or host is None:
+            return real_getaddrinfo(host, *args, **kwargs)
+        raise RuntimeError(f"test tried to reach the network: DNS lookup of {host!r} (tests must run offline)")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

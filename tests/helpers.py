@@ -40,5 +40,9 @@ def run_without_our_package(script: str, cwd):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(cwd / "hf_modules")}
     return subprocess.run(
         [sys.executable, "-c", _BLOCK_OUR_PACKAGE + script],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
     )

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -57,10 +55,14 @@ def test_classifier_shapes_loss_and_unadjusted_logits():
     out2 = model(x, labels=torch.tensor([0, 1, 3]))
     assert torch.equal(out2.logits, out.logits) and out2.loss.item() != pytest.approx(out.loss.item())
     soft = torch.full((3, 4), 0.25)
-    assert model(x, labels=soft).loss.item() == pytest.approx(ml.BalancedBCELoss([5, 12, 30, 60])(out.logits, soft).item(), rel=1e-6)
+    assert model(x, labels=soft).loss.item() == pytest.approx(
+        ml.BalancedBCELoss([5, 12, 30, 60])(out.logits, soft).item(), rel=1e-6
+    )
 
 
-@pytest.mark.parametrize("loss_type, cls", [("bal_ce", ml.BalancedCELoss), ("bce", ml.BCELoss), ("ce", ml.SoftTargetCrossEntropy)])
+@pytest.mark.parametrize(
+    "loss_type, cls", [("bal_ce", ml.BalancedCELoss), ("bce", ml.BCELoss), ("ce", ml.SoftTargetCrossEntropy)]
+)
 def test_loss_type_selects_loss(loss_type, cls):
     model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, loss_type=loss_type))
     assert isinstance(model.loss_fn, cls)
@@ -115,9 +117,9 @@ def test_remote_code_load_without_our_package(tmp_path):
     script = textwrap.dedent(f"""
         import torch
         from transformers import AutoModelForImageClassification
-        m = AutoModelForImageClassification.from_pretrained({str(tmp_path / 'model')!r}, trust_remote_code=True).eval()
+        m = AutoModelForImageClassification.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True).eval()
         assert type(m).__module__.startswith('transformers_modules'), type(m).__module__
-        ref = torch.load({str(tmp_path / 'ref.pt')!r})
+        ref = torch.load({str(tmp_path / "ref.pt")!r})
         out = m(ref['x'])
         assert torch.equal(out.logits, ref['logits']), (out.logits - ref['logits']).abs().max()
         print('REMOTE_OK')
@@ -154,7 +156,7 @@ def test_mgp_loss_reference_norm_pix_masked_only():
     for n in range(2):
         for idx in range(64):
             row, col = divmod(idx, 8)
-            patch = x[n, :, row * p:(row + 1) * p, col * p:(col + 1) * p].permute(1, 2, 0).reshape(-1).double()
+            patch = x[n, :, row * p : (row + 1) * p, col * p : (col + 1) * p].permute(1, 2, 0).reshape(-1).double()
             target = (patch - patch.mean()) / torch.sqrt(patch.var(unbiased=True) + 1e-6)
             if mask[n, idx] == 1:
                 total += ((pred[n, idx] - target) ** 2).mean().item()
@@ -250,7 +252,12 @@ def test_sdpa_and_eager_agree(tmp_path):
 
 
 def test_presets():
-    for name, dims in {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}.items():
+    for name, dims in {
+        "tiny": (192, 12, 3),
+        "small": (384, 12, 6),
+        "base": (768, 12, 12),
+        "large": (1024, 24, 16),
+    }.items():
         cfg = ml.LiVTConfig.from_preset(name)
         assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == dims
     assert ml.LiVTConfig.from_preset("base").decoder_hidden_size == 512

@@ -16,23 +16,51 @@ from trainers.base import FAULT_DIE_IN_SAVE_AT_STEP, FAULT_KILL_AT_STEP, STAGING
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ["--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits"]
-TINY = ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--config_overrides",
-        "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
-        "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64"]
-RUN = ["--per_device_train_batch_size", "16", "--disable_tqdm", "true", "--report_to", "none", "--seed", "0",
-       "--save_strategy", "steps", "--save_steps", "2", "--max_steps", "6", "--logging_steps", "1",
-       "--save_total_limit", "5"]
+TINY = [
+    "--config_name",
+    "tiny",
+    "--image_size",
+    "32",
+    "--patch_size",
+    "4",
+    "--config_overrides",
+    "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
+    "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64",
+]
+RUN = [
+    "--per_device_train_batch_size",
+    "16",
+    "--disable_tqdm",
+    "true",
+    "--report_to",
+    "none",
+    "--seed",
+    "0",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "2",
+    "--max_steps",
+    "6",
+    "--logging_steps",
+    "1",
+    "--save_total_limit",
+    "5",
+]
 SCRIPTS = {
     "run_mgp.py": DATA + TINY + RUN,
-    "run_finetune.py": DATA + TINY + RUN + ["--eval_strategy", "steps", "--eval_steps", "2",
-                                            "--max_eval_samples", "40"],
+    "run_finetune.py": DATA
+    + TINY
+    + RUN
+    + ["--eval_strategy", "steps", "--eval_steps", "2", "--max_eval_samples", "40"],
 }
 
 
 def _run(script, args, env_extra=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def _weights(folder):

@@ -18,11 +18,29 @@ import run_finetune  # noqa: E402
 import run_mgp  # noqa: E402
 
 DATA = ["--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits"]
-TINY = ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--config_overrides",
-        "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
-        "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64"]
-FAST = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64", "--disable_tqdm", "true",
-        "--report_to", "none", "--seed", "0"]
+TINY = [
+    "--config_name",
+    "tiny",
+    "--image_size",
+    "32",
+    "--patch_size",
+    "4",
+    "--config_overrides",
+    "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
+    "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64",
+]
+FAST = [
+    "--per_device_train_batch_size",
+    "16",
+    "--per_device_eval_batch_size",
+    "64",
+    "--disable_tqdm",
+    "true",
+    "--report_to",
+    "none",
+    "--seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,26 +53,53 @@ def mgp_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finetuned(mgp_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("finetune")
-    metrics = run_finetune.main(DATA + FAST + [
-        "--model_name_or_path", str(mgp_dir), "--output_dir", str(out), "--max_steps", "4",
-        "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
-    ])
+    metrics = run_finetune.main(
+        DATA
+        + FAST
+        + [
+            "--model_name_or_path",
+            str(mgp_dir),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "4",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "2",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "2",
+        ]
+    )
     return out, metrics
 
 
 def test_mgp_output_carries_prior_and_processor(mgp_dir):
     config = json.loads((mgp_dir / "config.json").read_text())
     counts = json.loads((mgp_dir / "class_counts.json").read_text())
-    assert config["class_counts"] == counts and len(counts) == 10 and counts[0] / counts[-1] == pytest.approx(10, rel=0.1)
+    assert (
+        config["class_counts"] == counts and len(counts) == 10 and counts[0] / counts[-1] == pytest.approx(10, rel=0.1)
+    )
     assert (mgp_dir / "preprocessor_config.json").exists() and (mgp_dir / "model.safetensors").exists()
     assert json.loads((mgp_dir / "long_tailed_indices.json").read_text())["indices"]
 
 
 def test_finetune_writes_loadable_model_card_plots_and_results(finetuned, mgp_dir):
     out, metrics = finetuned
-    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "eval_results.json",
-                 "per_class_accuracy.png", "reliability_diagram.png", "class_counts.json",
-                 "long_tailed_indices.json", "modeling_livt.py"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "eval_results.json",
+        "per_class_accuracy.png",
+        "reliability_diagram.png",
+        "class_counts.json",
+        "long_tailed_indices.json",
+        "modeling_livt.py",
+    ):
         assert (out / name).exists(), name
     results = json.loads((out / "eval_results.json").read_text())
     assert results["split"] == "test" and results["num_examples"] == 300  # the balanced digits test split
@@ -66,7 +111,8 @@ def test_finetune_writes_loadable_model_card_plots_and_results(finetuned, mgp_di
     assert json.loads((out / "config.json").read_text())["class_counts"] == counts
     # the fine-tuned model selected by validation accuracy and the split came from the MGP run's pool
     assert json.loads((out / "long_tailed_indices.json").read_text()) == json.loads(
-        (mgp_dir / "long_tailed_indices.json").read_text())
+        (mgp_dir / "long_tailed_indices.json").read_text()
+    )
 
 
 def test_pipeline_matches_our_eval_path(finetuned):
@@ -96,19 +142,39 @@ def test_run_eval_reproduces_finetune_test_metrics(finetuned, tmp_path):
     assert result["accuracy"] == pytest.approx(metrics["accuracy"])
     assert result["few_shot_accuracy"] == pytest.approx(metrics["few_shot_accuracy"])
     saved = json.loads((tmp_path / "eval_results.json").read_text())
-    assert set(saved) >= {"accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "ece", "mce",
-                          "per_class_accuracy"}
+    assert set(saved) >= {
+        "accuracy",
+        "many_shot_accuracy",
+        "medium_shot_accuracy",
+        "few_shot_accuracy",
+        "ece",
+        "mce",
+        "per_class_accuracy",
+    }
     assert len(saved["per_class_accuracy"]) == 10
     assert (tmp_path / "per_class_accuracy.png").stat().st_size > 1000
     assert (tmp_path / "reliability_diagram.png").stat().st_size > 1000
 
 
 def test_finetune_from_scratch_with_json_config_and_bce(tmp_path):
-    args = {"dataset_name": "digits", "imbalance_factor": 10, "normalization": "digits", "config_name": "tiny",
-            "image_size": 32, "patch_size": 4, "config_overrides": "hidden_size=32,num_hidden_layers=1,"
-            "num_attention_heads=2,intermediate_size=64", "loss_type": "bce", "output_dir": str(tmp_path / "o"),
-            "max_steps": 2, "per_device_train_batch_size": 16, "report_to": "none", "eval_strategy": "no",
-            "save_strategy": "no", "load_best_model_at_end": False, "disable_tqdm": True}
+    args = {
+        "dataset_name": "digits",
+        "imbalance_factor": 10,
+        "normalization": "digits",
+        "config_name": "tiny",
+        "image_size": 32,
+        "patch_size": 4,
+        "config_overrides": "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64",
+        "loss_type": "bce",
+        "output_dir": str(tmp_path / "o"),
+        "max_steps": 2,
+        "per_device_train_batch_size": 16,
+        "report_to": "none",
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "load_best_model_at_end": False,
+        "disable_tqdm": True,
+    }
     (tmp_path / "args.json").write_text(json.dumps(args))
     run_finetune.main([str(tmp_path / "args.json")])
     config = json.loads((tmp_path / "o" / "config.json").read_text())
@@ -117,8 +183,9 @@ def test_finetune_from_scratch_with_json_config_and_bce(tmp_path):
 
 @pytest.mark.parametrize("script", ["run_mgp.py", "run_finetune.py", "run_eval.py", "convert_checkpoint.py"])
 def test_help(script):
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--output_dir" in result.stdout
 
@@ -131,21 +198,51 @@ def test_streaming_without_max_steps_is_a_clear_error(tmp_path):
 def test_zero_image_class_under_balanced_loss_names_the_class(tmp_path):
     # 12 training images cannot cover 10 classes with the long tail: some class ends up empty
     with pytest.raises(ValueError, match=r"Class \d has 0 training images.*Add images of that class"):
-        run_finetune.main(DATA + TINY + FAST + ["--max_train_samples", "12", "--output_dir", str(tmp_path),
-                                                "--max_steps", "1"])
+        run_finetune.main(
+            DATA + TINY + FAST + ["--max_train_samples", "12", "--output_dir", str(tmp_path), "--max_steps", "1"]
+        )
 
 
 def test_unknown_config_override_is_named(tmp_path):
     with pytest.raises(ValueError, match="unknown config field 'hiden_size'"):
-        run_finetune.main(DATA + FAST + ["--config_name", "tiny", "--config_overrides", "hiden_size=3",
-                                         "--output_dir", str(tmp_path), "--max_steps", "1"])
+        run_finetune.main(
+            DATA
+            + FAST
+            + [
+                "--config_name",
+                "tiny",
+                "--config_overrides",
+                "hiden_size=3",
+                "--output_dir",
+                str(tmp_path),
+                "--max_steps",
+                "1",
+            ]
+        )
 
 
 def test_streaming_finetune_runs(tmp_path):
-    metrics = run_finetune.main(DATA + TINY + FAST + [
-        "--streaming", "true", "--max_steps", "3", "--output_dir", str(tmp_path), "--eval_strategy", "no",
-        "--save_strategy", "no", "--load_best_model_at_end", "false", "--dataloader_num_workers", "2",
-    ])
+    metrics = run_finetune.main(
+        DATA
+        + TINY
+        + FAST
+        + [
+            "--streaming",
+            "true",
+            "--max_steps",
+            "3",
+            "--output_dir",
+            str(tmp_path),
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+            "--dataloader_num_workers",
+            "2",
+        ]
+    )
     assert 0.0 <= metrics["accuracy"] <= 1.0
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert state["global_step"] == 3
@@ -155,11 +252,38 @@ def test_accelerate_launch_two_processes(tmp_path):
     """DDP on CPU (gloo) with 2 processes: both train, the result loads."""
     out = tmp_path / "ddp"
     # accelerate's torch.distributed launcher (named --multi_gpu) on CPU: Trainer picks the gloo backend
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(ROOT / "scripts" / "run_finetune.py"), *DATA, *TINY, *FAST, "--output_dir", str(out), "--max_steps", "2",
-           "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false", "--log_level", "info",
-           "--use_cpu", "true"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "scripts" / "run_finetune.py"),
+        *DATA,
+        *TINY,
+        *FAST,
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--log_level",
+        "info",
+        "--use_cpu",
+        "true",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -172,3 +296,31 @@ def test_accelerate_launch_two_processes(tmp_path):
 
     model = LiVTForImageClassification.from_pretrained(out)
     assert np.isfinite(model.classifier.weight.detach().numpy()).all()
+
+
+def test_streaming_two_processes_see_each_example_once_per_epoch(tmp_path):
+    out = tmp_path / "seen.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "tests" / "ddp_stream_check.py"),
+        str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    seen = json.loads(out.read_text())
+    per_process = seen["per_process"]
+    assert len(per_process) == 2 and all(per_process)  # both processes received batches
+    everything = [i for indices in per_process for i in indices]
+    assert len(everything) == len(set(everything)) == seen["num_examples"]

@@ -26,15 +26,35 @@ def _tensor_dataset(n=8, size=32, soft=False, seed=0):
 
 def _tiny_vit():
     torch.manual_seed(0)
-    cfg = ViTConfig(image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                    intermediate_size=64, num_labels=4, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cfg = ViTConfig(
+        image_size=32,
+        patch_size=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=4,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return ViTForImageClassification(cfg)
 
 
 def _args(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path), report_to="none", save_strategy="no", logging_steps=1, seed=0,
-                use_cpu=True, disable_tqdm=True, learning_rate=1e-3, lr_scheduler_type="constant", warmup_steps=0,
-                dataloader_drop_last=False, layer_decay=1.0)
+    base = dict(
+        output_dir=str(tmp_path),
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        use_cpu=True,
+        disable_tqdm=True,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        dataloader_drop_last=False,
+        layer_decay=1.0,
+    )
     base.update(kw)
     return LongTailTrainingArguments(**base)
 
@@ -50,8 +70,13 @@ def test_balanced_trainer_on_foreign_vit_uses_bal_bce_and_never_passes_labels(tm
 
     model.forward = spy
     ds, pixels, labels = _tensor_dataset()
-    trainer = BalancedTrainer(model=model, args=_args(tmp_path, max_steps=1, per_device_train_batch_size=8),
-                              train_dataset=ds, class_counts=COUNTS, loss_type="bal_bce")
+    trainer = BalancedTrainer(
+        model=model,
+        args=_args(tmp_path, max_steps=1, per_device_train_batch_size=8),
+        train_dataset=ds,
+        class_counts=COUNTS,
+        loss_type="bal_bce",
+    )
     model.eval()
     loss = trainer.compute_loss(model, {"pixel_values": pixels, "labels": labels})
     expected = ml.BalancedBCELoss(COUNTS)(original_forward(pixel_values=pixels).logits, labels)
@@ -73,8 +98,14 @@ def test_balanced_trainer_requires_counts_for_foreign_model(tmp_path):
 def _one_step_weights(tmp_path, batch_size, accumulation):
     model = _tiny_vit()
     ds, _, _ = _tensor_dataset()
-    args = _args(tmp_path / f"ga{accumulation}", max_steps=1, per_device_train_batch_size=batch_size,
-                 gradient_accumulation_steps=accumulation, optim="sgd", learning_rate=0.5)
+    args = _args(
+        tmp_path / f"ga{accumulation}",
+        max_steps=1,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        optim="sgd",
+        learning_rate=0.5,
+    )
     trainer = BalancedTrainer(model=model, args=args, train_dataset=ds, class_counts=COUNTS)
     trainer.optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(ds)
@@ -108,11 +139,19 @@ def test_param_groups_decay_exclusions_and_layer_decay():
     by_param = {id(p): g for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     # no decay: biases, norms, tokens, position embeddings; decay: weights
-    for name in ("livt.embeddings.cls_token", "livt.embeddings.position_embeddings", "fc_norm.weight",
-                 "livt.layers.0.attn.qkv.bias", "classifier.bias"):
+    for name in (
+        "livt.embeddings.cls_token",
+        "livt.embeddings.position_embeddings",
+        "fc_norm.weight",
+        "livt.layers.0.attn.qkv.bias",
+        "classifier.bias",
+    ):
         assert by_param[id(named[name])]["weight_decay"] == 0.0, name
-    for name in ("livt.layers.0.attn.qkv.weight", "classifier.weight",
-                 "livt.embeddings.patch_embeddings.projection.weight"):
+    for name in (
+        "livt.layers.0.attn.qkv.weight",
+        "classifier.weight",
+        "livt.embeddings.patch_embeddings.projection.weight",
+    ):
         assert by_param[id(named[name])]["weight_decay"] == 0.05, name
     # scale = decay ** (num_layers + 1 - layer_id): embeddings 0, block i -> i + 1, head 3
     assert by_param[id(named["livt.embeddings.patch_embeddings.projection.weight"])]["lr_scale"] == 0.5**3
@@ -127,8 +166,15 @@ def test_param_groups_decay_exclusions_and_layer_decay():
 def test_mgp_trainer_optimizer_lr_rule_betas_and_frozen_pos(tmp_path):
     model = ml.LiVTForMaskedImageModeling(tiny_livt_config())
     ds, _, _ = _tensor_dataset()
-    args = MGPTrainingArguments(output_dir=str(tmp_path), report_to="none", per_device_train_batch_size=8,
-                                gradient_accumulation_steps=4, base_learning_rate=1.5e-4, max_steps=1, use_cpu=True)
+    args = MGPTrainingArguments(
+        output_dir=str(tmp_path),
+        report_to="none",
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=4,
+        base_learning_rate=1.5e-4,
+        max_steps=1,
+        use_cpu=True,
+    )
     trainer = MGPTrainer(model=model, args=args, train_dataset=ds)
     assert trainer.args.learning_rate == pytest.approx(scaled_learning_rate(1.5e-4, 32)) == pytest.approx(1.875e-5)
     optimizer = trainer.create_optimizer()
@@ -162,8 +208,9 @@ def test_nan_loss_stops_with_clear_message(tmp_path):
     with torch.no_grad():
         model.classifier.weight.fill_(float("nan"))
     ds, _, _ = _tensor_dataset()
-    trainer = BalancedTrainer(model=model, args=_args(tmp_path, max_steps=2, per_device_train_batch_size=4),
-                              train_dataset=ds)
+    trainer = BalancedTrainer(
+        model=model, args=_args(tmp_path, max_steps=2, per_device_train_batch_size=4), train_dataset=ds
+    )
     with pytest.raises(NonFiniteLossError, match=r"at step 1 .*fp16 overflow.*learning rate.*zero training images"):
         trainer.train()
 
@@ -181,7 +228,11 @@ def test_push_to_hub_offline_fails_before_training(tmp_path, monkeypatch):
 def test_create_model_card_uses_our_writer(tmp_path):
     written = []
     model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS))
-    trainer = BalancedTrainer(model=model, args=_args(tmp_path, max_steps=1), train_dataset=_tensor_dataset()[0],
-                              model_card_writer=lambda: written.append(True))
+    trainer = BalancedTrainer(
+        model=model,
+        args=_args(tmp_path, max_steps=1),
+        train_dataset=_tensor_dataset()[0],
+        model_card_writer=lambda: written.append(True),
+    )
     trainer.create_model_card(model_name="x")
     assert written == [True]
