@@ -1,10 +1,12 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="modeling_livt",
     version="0.1.0",
     description="Hugging Face-native LiVT and DeiT-LT: vision transformers trained from scratch on long-tailed data",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_livt", "modeling_livt.*", "trainers", "trainers.*"]),
@@ -24,5 +26,7 @@ setup(
         "numpy>=1.24",
         "jinja2>=3.1",
     ],
-    extras_require={"dev": ["pytest>=8.0", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100", "timm>=1.0", "tensorboard>=2.15"]},
+    extras_require={
+        "dev": ["pytest>=8.0", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100", "timm>=1.0", "tensorboard>=2.15"]
+    },
 )
