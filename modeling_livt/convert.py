@@ -25,8 +25,6 @@ fallback to `weights_only=False`.
 """
 
 import argparse
-import dataclasses
-import difflib
 import importlib
 import json
 import logging
@@ -39,6 +37,7 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from .config_overrides import check_override_keys, parse_config_overrides
 from .configuration_deit_lt import DeiTLTConfig
 from .configuration_livt import LOSS_TYPES, LiVTConfig
 from .modeling_deit_lt import DeiTLTForImageClassification, DeiTLTModel
@@ -225,79 +224,6 @@ def _load_folder_config(folder, expected_model_types: tuple[str, ...], hint: str
             f"model_type {list(expected_model_types)}. {hint}"
         )
     return config
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Config overrides
-# ---------------------------------------------------------------------------------------------------------------------
-def config_keys(config_class) -> set[str]:
-    """Names a config class accepts as overrides: its dataclass fields plus `num_labels`."""
-    return {f.name for f in dataclasses.fields(config_class)} | {"num_labels"}
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split `k=v,k=[1,2]` on commas outside brackets."""
-    items, depth, current = [], 0, []
-    for char in text:
-        if char in "[(":
-            depth += 1
-        elif char in "])":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    items.append("".join(current))
-    return [item.strip() for item in items if item.strip()]
-
-
-def _parse_value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text[:1] in "[{":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"cannot parse config override value {text!r}: {error}") from error
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
-
-
-def _check_override_keys(overrides: Mapping, config_class):
-    valid = config_keys(config_class)
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        guesses = {key: difflib.get_close_matches(key, valid, n=1) for key in unknown}
-        hints = "".join(f" Did you mean {g[0]!r} for {k!r}?" for k, g in guesses.items() if g)
-        own = sorted(vars(config_class).get("__annotations__", {}))
-        raise ValueError(
-            f"unknown config key(s) {unknown} for {config_class.__name__}.{hints} Its own fields: {own}."
-        )
-
-
-def parse_config_overrides(text: str | None, config_class=LiVTConfig) -> dict:
-    """Parse `"k=v,k2=v2"` into a dict: ints, floats, `true`/`false`, `none`/`null` and JSON lists (`k=[1,2]`) are
-    typed, anything else stays a string. Keys that `config_class` does not define raise `ValueError` naming them."""
-    if not text or not text.strip():
-        return {}
-    overrides = {}
-    for item in _split_top_level(text):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"config override {item!r} is not of the form key=value.")
-        overrides[key.strip()] = _parse_value(value.strip())
-    _check_override_keys(overrides, config_class)
-    return overrides
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -557,7 +483,7 @@ def infer_livt_config(state_dict: Mapping[str, torch.Tensor], checkpoint_args: M
     pooling (`fc_norm` -> mean, `norm` + `head` -> cls), classes, decoder width/depth/MLP. Then `overrides`, then
     `checkpoint_args`, then defaults (heads by width / ViT-B 12, decoder 16 heads, LayerNorm eps 1e-6).
     """
-    _check_override_keys(overrides, LiVTConfig)
+    check_override_keys(overrides, LiVTConfig)
     args = dict(checkpoint_args or {})
     if "dist_token" in state_dict:
         raise ConversionError("the checkpoint has a `dist_token`: it is a DeiT / DeiT-LT model; use --source deit_lt.")
@@ -685,7 +611,7 @@ def _instantiate(model_class, config, target_state_dict):
 
 def livt_config_from_vit_mae(hf_config: Mapping, **overrides) -> LiVTConfig:
     """`LiVTConfig` fields from a transformers `ViTMAEConfig` dict (eps 1e-12 and norm_pix_loss carried)."""
-    _check_override_keys(overrides, LiVTConfig)
+    check_override_keys(overrides, LiVTConfig)
     image_size = hf_config.get("image_size", 224)
     patch_size = hf_config.get("patch_size", 16)
     for name, value in (("image_size", image_size), ("patch_size", patch_size)):
@@ -755,7 +681,7 @@ def infer_deit_lt_config(state_dict: Mapping[str, torch.Tensor], checkpoint_args
     and DIST positions), classes. Then `overrides`, then `checkpoint_args` (model name -> heads, `drop_path`,
     `cls_num_list`), then defaults (heads by width / 12, LayerNorm eps 1e-6).
     """
-    _check_override_keys(overrides, DeiTLTConfig)
+    check_override_keys(overrides, DeiTLTConfig)
     args = dict(checkpoint_args or {})
     if "dist_token" not in state_dict:
         raise ConversionError(
@@ -845,7 +771,7 @@ def convert_deit_lt_checkpoint_file(path, config_overrides: Mapping | None = Non
 
 def deit_lt_config_from_hf_deit(hf_config: Mapping, **overrides) -> DeiTLTConfig:
     """`DeiTLTConfig` fields from a transformers `DeiTConfig` dict (eps 1e-12 and the labels carried)."""
-    _check_override_keys(overrides, DeiTLTConfig)
+    check_override_keys(overrides, DeiTLTConfig)
     carried = {
         key: hf_config[key]
         for key in (

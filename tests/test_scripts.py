@@ -204,7 +204,7 @@ def test_zero_image_class_under_balanced_loss_names_the_class(tmp_path):
 
 
 def test_unknown_config_override_is_named(tmp_path):
-    with pytest.raises(ValueError, match="unknown config field 'hiden_size'"):
+    with pytest.raises(ValueError, match="unknown config key.*hiden_size.*Did you mean .hidden_size."):
         run_finetune.main(
             DATA
             + FAST

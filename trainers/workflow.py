@@ -13,6 +13,7 @@ import numpy as np
 from transformers import PreTrainedConfig, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from modeling_livt.config_overrides import parse_config_overrides
 from modeling_livt.configuration_livt import LIVT_PRESETS, LiVTConfig
 from modeling_livt.data import LONG_TAILED_INDICES_FILE, DataArguments, LongTailedData, load_image_datasets
 from modeling_livt.metrics import long_tail_metrics
@@ -63,36 +64,6 @@ class AugmentationEpochCallback(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         for fn in self.transform_fns:
             fn.epoch = int(state.epoch or 0)
-
-
-def parse_config_overrides(overrides: str | None, config_class=LiVTConfig) -> dict:
-    """Parse "k=v,k2=v2" into typed values (int, float, bool, None, str); unknown keys raise naming them."""
-    if not overrides:
-        return {}
-    known = set(config_class().to_dict()) | {"num_labels"}
-    parsed = {}
-    for item in overrides.split(","):
-        if "=" not in item:
-            raise ValueError(f"config override {item!r} is not of the form key=value")
-        key, value = (part.strip() for part in item.split("=", 1))
-        if key not in known:
-            raise ValueError(f"unknown config field {key!r} in --config_overrides; known fields: {sorted(known)}")
-        parsed[key] = _parse_value(value)
-    return parsed
-
-
-def _parse_value(value: str):
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 def build_config(model_args, config_class=LiVTConfig, presets=LIVT_PRESETS, **fields) -> PreTrainedConfig:
