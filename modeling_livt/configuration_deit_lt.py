@@ -5,7 +5,13 @@ This file is copied next to saved models as remote code: only single-dot sibling
 
 from transformers import PreTrainedConfig
 
-from .configuration_livt import BALANCED_LOSS_TYPES, LOSS_TYPES, validate_class_counts
+from .configuration_livt import (
+    BALANCED_LOSS_TYPES,
+    LOSS_TYPES,
+    normalize_class_counts,
+    validate_class_counts,
+    validate_vit_encoder,
+)
 
 # DeiT-Ti/S/B encoders (Touvron et al., 2021): patch 16, MLP ratio 4.
 DEIT_LT_PRESETS = {
@@ -79,10 +85,7 @@ class DeiTLTConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         labels_given = self.id2label is not None or kwargs.get("num_labels") is not None
         super().__post_init__(**kwargs)
-        if self.class_counts is not None:
-            if not labels_given:  # the prior defines the label space when nothing else does
-                self.num_labels = len(self.class_counts)
-            self.class_counts = [int(c) if float(c).is_integer() else c for c in self.class_counts]
+        normalize_class_counts(self, labels_given)
         self.validate_deit_lt()
 
     @classmethod
@@ -98,23 +101,9 @@ class DeiTLTConfig(PreTrainedConfig):
         Runs in `__post_init__` and again when a model is built (keyword arguments given to `from_pretrained` are set
         on the config after `__post_init__`).
         """
-        for name in ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
-                     "num_attention_heads", "intermediate_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}={value!r} must be a positive integer.")
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}."
-            )
-        if self.image_size % self.patch_size != 0:
-            raise ValueError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size}.")
+        validate_vit_encoder(self)
         if self.cls_loss_type not in LOSS_TYPES:
             raise ValueError(f"Unknown cls_loss_type={self.cls_loss_type!r}; choose one of {list(LOSS_TYPES)}.")
-        for name in ("drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name}={value} must be in [0, 1).")
         if not 0.0 <= self.distillation_alpha <= 1.0:
             raise ValueError(f"distillation_alpha={self.distillation_alpha} must be in [0, 1].")
         if not 0.0 <= self.drw_beta < 1.0:

@@ -63,6 +63,35 @@ def validate_class_counts(class_counts, num_labels=None, require_positive=True):
             )
 
 
+def normalize_class_counts(config, labels_given: bool) -> None:
+    """Shared `__post_init__` step: integral counts become ints, and the prior defines the label space when neither
+    `num_labels` nor `id2label` was given."""
+    if config.class_counts is None:
+        return
+    if not labels_given:
+        config.num_labels = len(config.class_counts)
+    config.class_counts = [int(c) if float(c).is_integer() else c for c in config.class_counts]
+
+
+def validate_vit_encoder(config) -> None:
+    """Checks every ViT encoder config of the package shares (LiVT, DeiT-LT); `ValueError` names the field."""
+    for name in ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
+                 "num_attention_heads", "intermediate_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name}={value!r} must be a positive integer.")
+    if config.hidden_size % config.num_attention_heads != 0:
+        raise ValueError(
+            f"hidden_size={config.hidden_size} is not divisible by num_attention_heads={config.num_attention_heads}."
+        )
+    if config.image_size % config.patch_size != 0:
+        raise ValueError(f"image_size={config.image_size} is not divisible by patch_size={config.patch_size}.")
+    for name in ("drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob"):
+        value = getattr(config, name)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name}={value} must be in [0, 1).")
+
+
 class LiVTConfig(PreTrainedConfig):
     r"""Configuration of the LiVT models ([`LiVTModel`], [`LiVTForMaskedImageModeling`],
     [`LiVTForImageClassification`]).
@@ -128,10 +157,7 @@ class LiVTConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         labels_given = self.id2label is not None or kwargs.get("num_labels") is not None
         super().__post_init__(**kwargs)
-        if self.class_counts is not None:
-            if not labels_given:  # the prior defines the label space when nothing else does
-                self.num_labels = len(self.class_counts)
-            self.class_counts = [int(c) if float(c).is_integer() else c for c in self.class_counts]
+        normalize_class_counts(self, labels_given)
         self.validate_livt()
 
     @classmethod
@@ -147,17 +173,12 @@ class LiVTConfig(PreTrainedConfig):
         Runs in `__post_init__` and again when a model or loss is built, because keyword arguments given to
         `from_pretrained` are set on the config after `__post_init__`.
         """
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}."
-            )
+        validate_vit_encoder(self)
         if self.decoder_hidden_size % self.decoder_num_attention_heads != 0:
             raise ValueError(
                 f"decoder_hidden_size={self.decoder_hidden_size} is not divisible by "
                 f"decoder_num_attention_heads={self.decoder_num_attention_heads}."
             )
-        if self.image_size % self.patch_size != 0:
-            raise ValueError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size}.")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"Unknown loss_type={self.loss_type!r}; choose one of {list(LOSS_TYPES)}.")
         if self.pooling not in POOLING_TYPES:
@@ -171,4 +192,11 @@ class LiVTConfig(PreTrainedConfig):
         )
 
 
-__all__ = ["LiVTConfig", "LIVT_PRESETS", "LOSS_TYPES", "validate_class_counts"]
+__all__ = [
+    "LiVTConfig",
+    "LIVT_PRESETS",
+    "LOSS_TYPES",
+    "normalize_class_counts",
+    "validate_class_counts",
+    "validate_vit_encoder",
+]
