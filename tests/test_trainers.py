@@ -237,14 +237,3 @@ def test_create_model_card_uses_our_writer(tmp_path):
     trainer.create_model_card(model_name="x")
     assert written == [True]
 
-
-def test_flush_denormals_is_scoped():
-    from trainers.base import flush_denormals
-
-    def flushing():
-        return (torch.tensor(1e-30) * torch.tensor(1e-10)).item() == 0.0
-
-    assert not flushing()
-    with flush_denormals():
-        assert flushing()
-    assert not flushing()  # the process-wide mode is restored (hypothesis and others need subnormals)
