@@ -85,3 +85,7 @@ __all__ = [
     "long_tailed_counts",
     "make_long_tailed",
 ]
+
+from .losses import LDAMLoss  # noqa: E402
+
+__all__ += ["LDAMLoss"]

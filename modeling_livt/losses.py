@@ -150,7 +150,7 @@ class SoftTargetCrossEntropy(nn.Module):
 
 
 def build_loss(loss_type: str, class_counts=None, tau: float = 1.0) -> nn.Module:
-    """The training loss for `loss_type` in {"bal_bce", "bal_ce", "bce", "ce"}."""
+    """The training loss for `loss_type` in {"bal_bce", "bal_ce", "bce", "ce", "ldam"} (LDAM: default margins)."""
     if loss_type in ("bal_bce", "bal_ce"):
         if class_counts is None:
             raise ValueError(
@@ -162,7 +162,11 @@ def build_loss(loss_type: str, class_counts=None, tau: float = 1.0) -> nn.Module
         return BCELoss()
     if loss_type == "ce":
         return SoftTargetCrossEntropy()
-    raise ValueError(f"Unknown loss_type={loss_type!r}; choose one of ['bal_bce', 'bal_ce', 'bce', 'ce'].")
+    if loss_type == "ldam":
+        if class_counts is None:
+            raise ValueError("loss_type='ldam' needs the training class counts (its margins are per class).")
+        return LDAMLoss(class_counts)
+    raise ValueError(f"Unknown loss_type={loss_type!r}; choose one of ['bal_bce', 'bal_ce', 'bce', 'ce', 'ldam'].")
 
 
 class DeiTLTLoss(nn.Module):
@@ -221,11 +225,71 @@ class DeiTLTLoss(nn.Module):
         return (1.0 - self.alpha) * cls_term + self.alpha * dist_term
 
 
+class LDAMLoss(nn.Module):
+    """LDAM (Cao et al., NeurIPS 2019, official kaidic/LDAM-DRW `losses.py`): cross-entropy on s * (z - m_y).
+
+    Per-class margins m_c proportional to n_c^(-1/4), scaled so that the largest (the rarest class) is `max_m`; the
+    margin is taken off the target logit only, then the logits are scaled by `s` (LDAM pairs it with a cosine head,
+    `ResNetCifarConfig(use_norm=True)`, whose logits lie in [-1, 1]). Soft targets `[B, C]` (mixup / label smoothing)
+    take `z - y * m` off every class in proportion to its target mass: for one-hot targets that is exactly LDAM.
+
+    `weight` (`[C]`, settable, e.g. `class_balanced_weights(counts, 0.9999)` from the DRW epoch: LDAM-DRW) makes the
+    loss PyTorch's weighted mean sum_i w_i * ce_i / sum_i w_i with w_i = sum_c y_ic w_c (= w_{y_i} for int labels).
+
+    Args:
+        class_counts: training images per class (all > 0).
+        max_m: the largest margin (0.5).
+        s: logit scale (30).
+        weight: optional class weights (None until the DRW point).
+    """
+
+    def __init__(self, class_counts, max_m: float = 0.5, s: float = 30.0, weight=None):
+        super().__init__()
+        counts = _check_counts(class_counts)
+        if max_m < 0 or s <= 0:
+            raise ValueError(f"LDAM needs max_m >= 0 and s > 0, got max_m={max_m}, s={s}.")
+        raw = [count ** -0.25 for count in counts]
+        self.margins = [m * (max_m / max(raw)) for m in raw]  # Python floats: no tensor state (meta-device safe)
+        self.max_m = float(max_m)
+        self.s = float(s)
+        self.weight = weight
+
+    @property
+    def weight(self):
+        return self._weight
+
+    @weight.setter
+    def weight(self, weight):
+        if weight is not None:
+            weight = torch.as_tensor(weight, dtype=torch.float32)
+            if weight.shape != (len(self.margins),) or not torch.isfinite(weight).all() or (weight < 0).any():
+                raise ValueError(f"weight must hold {len(self.margins)} finite, non-negative class weights.")
+        self._weight = weight
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if logits.dim() != 2 or logits.shape[1] != len(self.margins):
+            raise ValueError(
+                f"logits have shape {tuple(logits.shape)} but the loss was built for {len(self.margins)} classes."
+            )
+        targets = to_soft_targets(logits, targets)
+        margins = torch.tensor(self.margins, dtype=torch.float32, device=logits.device)
+        log_probs = F.log_softmax(self.s * (logits.float() - targets * margins), dim=-1)
+        per_example = -(targets * log_probs).sum(dim=-1)
+        if self._weight is None:
+            return per_example.mean()
+        example_weights = targets @ self._weight.to(logits.device)
+        return (example_weights * per_example).sum() / example_weights.sum()
+
+    def extra_repr(self):
+        return f"num_classes={len(self.margins)}, max_m={self.max_m}, s={self.s}, weighted={self._weight is not None}"
+
+
 __all__ = [
     "BCELoss",
     "BalancedBCELoss",
     "BalancedCELoss",
     "DeiTLTLoss",
+    "LDAMLoss",
     "SoftTargetCrossEntropy",
     "build_loss",
     "class_balanced_weights",

@@ -17,3 +17,9 @@ __all__ = [
     "NonFiniteLossError",
     "check_hub_access",
 ]
+
+# DeiT-LT: the distillation trainer and its flat (SAM) teacher
+from .deit_lt import DeiTLTMetrics, DeiTLTTrainer, DistillationTeacher, DRWCallback  # noqa: E402
+from .teacher import TeacherTrainer  # noqa: E402
+
+__all__ += ["DRWCallback", "DeiTLTMetrics", "DeiTLTTrainer", "DistillationTeacher", "TeacherTrainer"]

@@ -1,0 +1,355 @@
+#!/usr/bin/env python
+"""CIFAR-10-LT (rho = 100) accuracy of every recipe of the package at an equal budget and seed.
+
+A small ViT (128-d, 6 blocks, 4 heads, MLP 512, patch 4, 32 px; 64 patch tokens) is trained from scratch with each
+recipe, through the package's own scripts called as subprocesses with CLI flags (what a user runs):
+
+    ce, bce, bal_ce, bal_bce   scripts/run_finetune.py --loss_type ...      (from scratch, layer decay off)
+    mgp_bal_bce                scripts/run_mgp.py (MGP, --mgp_epochs), then run_finetune.py --model_name_or_path
+                               <mgp> --loss_type bal_bce --layer_decay 0.75 (LiVT)
+    deit_lt                    scripts/run_teacher.py (CIFAR ResNet-32, SAM, Bal-CE, --teacher_epochs), then
+                               scripts/run_deit_lt.py (CLS + DIST, DRW at --drw_fraction of the epochs, no mixup
+                               after DRW: the official CIFAR recipe)
+
+Equal budget: every student sees `--epochs` epochs at batch `--batch_size` with the same seed, learning rate,
+schedule, augmentation (RandAugment, MixUp/CutMix, label smoothing 0.1, RandomErasing 0.25: the scripts' defaults)
+and model selection on the validation split carved from the training pool (10%, before long-tailing). MGP + Bal-BCE
+additionally pretrains for `--mgp_epochs`, DeiT-LT additionally trains its teacher for `--teacher_epochs` (the papers'
+protocols: both stages come on top of the classifier's schedule). The test split (10,000 balanced images) is evaluated
+once at the end of each run.
+
+Reported per recipe: Many/Medium/Few (LiVT's count split: > 100, 20..100, < 20 training images; CIFAR-10-LT rho=100
+has no class under 20 images, so Few is empty), DeiT-LT's head/mid/tail index split (classes sorted by training count,
+bounds [3, 7]: `long_tail_metrics(..., split="index", index_bounds="cifar10")`, computed here from the per-class
+accuracies with the same `shot_groups`), accuracy, ECE (15 bins), and a per-class accuracy plot with all recipes.
+
+One recipe at a time; each result is appended to `<prefix>.json` as soon as it is done, so an interrupted run resumes
+at the next recipe (a recipe is skipped when a result with the same settings is already there). Writes `<prefix>.md`
+and `<prefix>_per_class.png`.
+
+    python bench/accuracy.py                                   # all recipes, 12 epochs each (hours on 2 CPU cores)
+    python bench/accuracy.py --recipes bal_bce,deit_lt --epochs 30
+    python bench/accuracy.py --epochs 1 --max_train_samples 512 --max_eval_samples 512 \
+        --results_prefix /tmp/acc_smoke --work_dir /tmp/acc_smoke_runs   # a smoke test of the wiring (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
+RECIPES = ("ce", "bce", "bal_ce", "bal_bce", "mgp_bal_bce", "deit_lt")
+RECIPE_NAMES = {"ce": "CE", "bce": "BCE", "bal_ce": "Bal-CE", "bal_bce": "Bal-BCE", "mgp_bal_bce": "MGP + Bal-BCE",
+                "deit_lt": "DeiT-LT"}
+ENCODER = "hidden_size=128,num_hidden_layers=6,num_attention_heads=4,intermediate_size=512"
+DECODER = ("decoder_hidden_size=128,decoder_num_hidden_layers=2,decoder_num_attention_heads=4,"
+           "decoder_intermediate_size=512")
+INDEX_BOUNDS = "cifar10"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"Comma-separated subset of {list(RECIPES)}.")
+    parser.add_argument("--epochs", type=int, default=12, help="Epochs of every classifier (student) run.")
+    parser.add_argument("--mgp_epochs", type=int, default=None, help="MGP pretraining epochs (default: --epochs).")
+    parser.add_argument("--teacher_epochs", type=int, default=None, help="Teacher epochs (default: --epochs).")
+    parser.add_argument("--drw_fraction", type=float, default=0.9,
+                        help="DeiT-LT DRW epoch as a fraction of --epochs (official CIFAR: 1100 / 1200).")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW peak lr of every ViT run.")
+    parser.add_argument("--warmup", type=float, default=0.1, help="Warmup ratio of every run.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", default=str(DEFAULT_DATA), help="CIFAR-10 folder (HF parquet layout).")
+    parser.add_argument("--imbalance_factor", type=float, default=100.0)
+    parser.add_argument("--max_train_samples", type=int, default=None, help="Smoke tests: subset of the LT split.")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="Smoke tests: subset of val/test.")
+    parser.add_argument("--workers", type=int, default=0, help="--dataloader_num_workers of every run.")
+    parser.add_argument("--results_prefix", default=str(REPO / "bench" / "results" / "accuracy_cifar10lt"),
+                        help="<prefix>.json (appended per recipe), <prefix>.md, <prefix>_per_class.png.")
+    parser.add_argument("--work_dir", default=str(REPO / "outputs" / "bench_accuracy"),
+                        help="Model folders and logs of the runs.")
+    parser.add_argument("--keep_going", action="store_true", help="Go on with the next recipe when one fails.")
+    parser.add_argument("--report_only", action="store_true", help="Rewrite the .md / .png from the .json only.")
+    args = parser.parse_args(argv)
+    args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    unknown = sorted(set(args.recipes) - set(RECIPES))
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
+    args.mgp_epochs = args.mgp_epochs if args.mgp_epochs is not None else args.epochs
+    args.teacher_epochs = args.teacher_epochs if args.teacher_epochs is not None else args.epochs
+    return args
+
+
+def settings_of(args) -> dict:
+    """What makes two results comparable (a stored result with other settings is not reused)."""
+    keys = ("epochs", "mgp_epochs", "teacher_epochs", "drw_fraction", "batch_size", "learning_rate", "warmup", "seed",
+            "dataset", "imbalance_factor", "max_train_samples", "max_eval_samples")
+    settings = {k: getattr(args, k) for k in keys}
+    settings["dataset"] = os.path.basename(os.path.normpath(settings["dataset"]))
+    return settings
+
+
+def signature(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command lines
+# ---------------------------------------------------------------------------------------------------------------------
+def data_flags(args) -> list[str]:
+    flags = ["--dataset_name", args.dataset, "--imbalance_factor", f"{args.imbalance_factor:g}",
+             "--normalization", "cifar"]
+    if args.max_train_samples:
+        flags += ["--max_train_samples", str(args.max_train_samples)]
+    if args.max_eval_samples:
+        flags += ["--max_eval_samples", str(args.max_eval_samples)]
+    return flags
+
+
+def train_flags(args, output_dir: Path, epochs: int, learning_rate: float | None = None) -> list[str]:
+    return ["--output_dir", str(output_dir), "--seed", str(args.seed),
+            "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "256",
+            "--num_train_epochs", str(epochs), "--learning_rate", f"{learning_rate or args.learning_rate:g}",
+            "--warmup_steps", f"{args.warmup:g}", "--dataloader_num_workers", str(args.workers),
+            "--logging_steps", "50", "--disable_tqdm", "true", "--report_to", "none"]
+
+
+def vit_flags(with_decoder: bool = False) -> list[str]:
+    overrides = ENCODER + ("," + DECODER if with_decoder else "")
+    return ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--config_overrides", overrides]
+
+
+def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[str], Path]]:
+    """[(stage name, argv, output dir)] of one recipe; the last stage's output dir holds eval_results.json."""
+    python = sys.executable
+    data = data_flags(args)
+    if recipe in ("ce", "bce", "bal_ce", "bal_bce"):
+        out = run_dir / recipe
+        return [("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, *vit_flags(),
+                              *train_flags(args, out, args.epochs), "--loss_type", recipe, "--layer_decay", "1.0",
+                              "--drop_path_rate", "0.1", "--save_total_limit", "1"], out)]
+    if recipe == "mgp_bal_bce":
+        mgp_dir, out = run_dir / "mgp", run_dir / "mgp_bal_bce"
+        return [
+            ("mgp", [python, str(SCRIPTS / "run_mgp.py"), *data, *vit_flags(with_decoder=True),
+                     *train_flags(args, mgp_dir, args.mgp_epochs), "--save_strategy", "no"], mgp_dir),
+            ("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, "--model_name_or_path", str(mgp_dir),
+                          *train_flags(args, out, args.epochs), "--loss_type", "bal_bce", "--layer_decay", "0.75",
+                          "--drop_path_rate", "0.1", "--save_total_limit", "1"], out),
+        ]
+    if recipe == "deit_lt":
+        teacher_dir, out = run_dir / "deit_lt_teacher", run_dir / "deit_lt"
+        drw_epoch = max(1, round(args.drw_fraction * args.epochs)) if args.epochs > 1 else 1
+        return [
+            ("teacher", [python, str(SCRIPTS / "run_teacher.py"), *data, "--teacher_arch", "resnet_cifar",
+                         "--image_size", "32", "--loss_type", "bal_ce", "--sam_rho", "0.05",
+                         *train_flags(args, teacher_dir, args.teacher_epochs, learning_rate=0.1),
+                         "--save_total_limit", "1"], teacher_dir),
+            ("student", [python, str(SCRIPTS / "run_deit_lt.py"), *data, *vit_flags(),
+                         "--teacher_name_or_path", str(teacher_dir), "--drw_epoch", str(drw_epoch),
+                         "--no_mixup_after_drw", "true", "--drop_path_rate", "0.1",
+                         *train_flags(args, out, args.epochs), "--save_total_limit", "1"], out),
+        ]
+    raise ValueError(recipe)
+
+
+def display_path(arg: str) -> str:
+    """Paths inside the workspace (the repository and ../shared) relative to the repository root, as a user types."""
+    if os.path.isabs(arg) and arg.startswith(str(REPO.parent)):
+        return os.path.relpath(arg, REPO)
+    return arg
+
+
+def run_stage(name: str, argv: list[str], log_path: Path, env: dict) -> float:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("$ " + shlex.join(argv) + "\n\n")
+        log.flush()
+        proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "".join(open(log_path, encoding="utf-8", errors="replace").readlines()[-30:])
+        raise RuntimeError(f"stage {name!r} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+    return elapsed
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------------------------------
+def read_test_metrics(output_dir: Path) -> dict:
+    path = output_dir / "eval_results.json"
+    metrics = json.loads(path.read_text())
+    if metrics.get("split") != "test":
+        raise RuntimeError(f"{path} does not hold the test evaluation (split={metrics.get('split')!r}).")
+    return metrics
+
+
+def index_split(per_class: list, class_counts: list) -> dict:
+    """DeiT-LT's head/mid/tail (sorted-index) group accuracies: what `long_tail_metrics(..., split="index",
+    index_bounds="cifar10")` reports (mean of the group's per-class accuracies), from the per-class accuracies."""
+    from modeling_livt.metrics import shot_groups
+
+    groups = shot_groups(class_counts, split="index", index_bounds=INDEX_BOUNDS)
+    out = {}
+    for name, classes in zip(("head", "mid", "tail"), groups):
+        values = [per_class[c] for c in classes if per_class[c] is not None]
+        out[f"index_{name}_accuracy"] = sum(values) / len(values) if values else None
+    return out
+
+
+def load_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return data.get("results", []) if isinstance(data, dict) else data
+
+
+def save_results(path: Path, results: list[dict]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"benchmark": "CIFAR-10-LT rho=100, small ViT 128-d/6 blocks/patch 4, 32 px",
+                               "results": results}, indent=2))
+    os.replace(tmp, path)
+
+
+def pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def write_report(results: list[dict], prefix: Path):
+    if not results:
+        return
+    lines = ["# CIFAR-10-LT (rho = 100): recipes at an equal budget", "",
+             "Small ViT (128-d, 6 blocks, 4 heads, MLP 512, patch 4, 32 px) trained from scratch on CIFAR-10-LT "
+             "(`../shared/data/cifar10`, 10% of the pool carved for validation before long-tailing), test split "
+             "balanced (10,000 images). Many/Medium/Few: LiVT's count split (> 100 / 20-100 / < 20 training images; "
+             "rho = 100 leaves Few empty). Head/Mid/Tail: DeiT-LT's index split (classes sorted by count, bounds "
+             "[3, 7]). ECE: 15 bins. Accuracies in %.", "",
+             "| recipe | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | epochs | train min | settings |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        m = r["metrics"]
+        extra = ""
+        if m.get("cls_accuracy") is not None:
+            extra = f" (CLS {pct(m['cls_accuracy'])} / DIST {pct(m.get('distillation_accuracy'))})"
+        lines.append(
+            f"| {RECIPE_NAMES.get(r['recipe'], r['recipe'])}{extra} | {pct(m.get('many_shot_accuracy'))} | "
+            f"{pct(m.get('medium_shot_accuracy'))} | {pct(m.get('few_shot_accuracy'))} | "
+            f"{pct(m.get('index_head_accuracy'))} | {pct(m.get('index_mid_accuracy'))} | "
+            f"{pct(m.get('index_tail_accuracy'))} | {pct(m.get('accuracy'))} | {pct(m.get('ece'))} | "
+            f"{r['settings']['epochs']} | {r['wall_time_s'] / 60:.1f} | `{r['signature']}` |")
+    lines += ["", "Commands (per recipe, in order):", ""]
+    for r in results:
+        lines.append(f"- {RECIPE_NAMES.get(r['recipe'], r['recipe'])} ({r['date']}):")
+        lines += [f"  - `{c}`" for c in r["commands"]]
+    settings = {r["signature"]: r["settings"] for r in results}
+    lines += ["", "Settings by signature:", ""] + [f"- `{k}`: `{json.dumps(v)}`" for k, v in settings.items()]
+    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    plot_per_class(results, prefix.parent / (prefix.name + "_per_class.png"))
+
+
+def plot_per_class(results: list[dict], path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = results[0]["class_counts"]
+    names = results[0].get("label_names") or [str(i) for i in range(len(counts))]
+    order = sorted(range(len(counts)), key=lambda c: (-counts[c], c))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for r in results:
+        per_class = r["metrics"]["per_class_accuracy"]
+        ys = [100 * per_class[c] if per_class[c] is not None else float("nan") for c in order]
+        ax.plot(range(len(order)), ys, marker="o", label=f"{RECIPE_NAMES.get(r['recipe'], r['recipe'])} "
+                f"({pct(r['metrics']['accuracy'])})")
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f"{names[c]}\n{counts[c]}" for c in order], fontsize=8)
+    ax.set_xlabel("class (training images), sorted by training count")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("CIFAR-10-LT (rho = 100): per-class test accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    prefix = Path(args.results_prefix)
+    json_path = prefix.with_suffix(".json")
+    results = load_results(json_path)
+    if args.report_only:
+        write_report(results, prefix)
+        return results
+    if not Path(args.dataset).is_dir():
+        raise SystemExit(f"{args.dataset} is not a folder: this benchmark needs CIFAR-10 (HF parquet layout).")
+    settings = settings_of(args)
+    sig = signature(settings)
+    run_root = Path(args.work_dir) / sig
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    done = {(r["recipe"], r["signature"]) for r in results}
+    for recipe in args.recipes:
+        if (recipe, sig) in done:
+            print(f"[{recipe}] already in {json_path} (settings {sig}): skipped", flush=True)
+            continue
+        stages = recipe_commands(recipe, args, run_root)
+        start, stage_times = time.perf_counter(), {}
+        print(f"[{recipe}] {len(stages)} stage(s) -> {run_root}", flush=True)
+        try:
+            for name, argv, out_dir in stages:
+                # a finished teacher / MGP stage of an interrupted recipe is reused, not retrained
+                reusable = name in ("teacher", "mgp") and (out_dir / "config.json").exists() and \
+                    (out_dir / "model.safetensors").exists()
+                if reusable:
+                    print(f"[{recipe}] {name}: reusing {out_dir}", flush=True)
+                    stage_times[name] = 0.0
+                    continue
+                print(f"[{recipe}] {name}: {shlex.join(argv[1:])[:200]}...", flush=True)
+                stage_times[name] = run_stage(name, argv, run_root / "logs" / f"{recipe}_{name}.log", env)
+            metrics = read_test_metrics(stages[-1][2])
+        except RuntimeError as err:
+            print(f"[{recipe}] FAILED: {err}", flush=True)
+            if args.keep_going:
+                continue
+            raise SystemExit(1) from err
+        class_counts = json.loads((stages[-1][2] / "class_counts.json").read_text())
+        metrics.update(index_split(metrics["per_class_accuracy"], class_counts))
+        config = json.loads((stages[-1][2] / "config.json").read_text())
+        id2label = config.get("id2label") or {}
+        entry = {
+            "recipe": recipe, "name": RECIPE_NAMES[recipe], "signature": sig, "settings": settings,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": time.perf_counter() - start, "stage_times_s": stage_times,
+            "commands": [shlex.join(["python", *(display_path(a) for a in argv[1:])]) for _, argv, _ in stages],
+            "output_dir": str(stages[-1][2]), "class_counts": class_counts,
+            "label_names": [id2label[str(i)] for i in range(len(class_counts))] if id2label else None,
+            "metrics": {k: v for k, v in metrics.items() if not k.endswith("_classes")},
+        }
+        results = [r for r in load_results(json_path) if (r["recipe"], r["signature"]) != (recipe, sig)] + [entry]
+        save_results(json_path, results)
+        write_report(results, prefix)
+        print(f"[{recipe}] acc {pct(metrics['accuracy'])}, head/mid/tail {pct(metrics['index_head_accuracy'])}/"
+              f"{pct(metrics['index_mid_accuracy'])}/{pct(metrics['index_tail_accuracy'])}, ECE {pct(metrics['ece'])}"
+              f" ({entry['wall_time_s'] / 60:.1f} min) -> {json_path}", flush=True)
+    write_report(load_results(json_path), prefix)
+    return load_results(json_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""DeiT-LT's flat teacher: a CNN trained on the long-tailed data with SAM and a long-tail loss (Bal-CE by default).
+
+    python scripts/run_teacher.py --dataset_name digits --imbalance_factor 10 --normalization digits \
+        --output_dir outputs/teacher --num_train_epochs 200 --sam_rho 0.05
+    python scripts/run_teacher.py ... --loss_type ldam_drw --drw_epoch 160          # LDAM-DRW
+    python scripts/run_teacher.py ... --model_name_or_path microsoft/resnet-50       # larger images
+    python scripts/run_teacher.py teacher.json                                       # the arguments as a .json file
+
+The output folder (weights, image processor, id2label, class counts, card) is what `run_deit_lt.py
+--teacher_name_or_path` takes, and loads with `pipeline("image-classification", model=DIR, trust_remote_code=True)`.
+"""
+
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _cli import parse_args, setup_logging  # noqa: E402
+from transformers import set_seed  # noqa: E402
+
+from modeling_livt.data import DataArguments  # noqa: E402
+from modeling_livt.model_card import write_model_card  # noqa: E402
+from trainers.teacher import (  # noqa: E402
+    TeacherAugmentationArguments,
+    TeacherModelArguments,
+    TeacherTrainer,
+    TeacherTrainingArguments,
+    build_teacher_model,
+    default_teacher_image_size,
+)
+from trainers.workflow import evaluate_and_report, prepare_data  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv=None):
+    model_args, data_args, aug_args, training_args = parse_args(
+        (TeacherModelArguments, DataArguments, TeacherAugmentationArguments, TeacherTrainingArguments), argv
+    )
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+
+    image_size = model_args.image_size or default_teacher_image_size(model_args.model_name_or_path)
+    prepared = prepare_data(data_args, aug_args, training_args, image_size, stage="finetune")
+    data = prepared.data
+    model = build_teacher_model(model_args, data, image_size)
+
+    recipe = {
+        "architecture": f"{type(model).__name__}" + (
+            f" (depth {model.config.depth})" if hasattr(model.config, "depth") else ""),
+        "initialisation": model_args.model_name_or_path or "random",
+        "loss_type": model_args.loss_type,
+        "optimizer": f"SAM (rho {training_args.sam_rho}{', adaptive' if training_args.sam_adaptive else ''}) around "
+        f"{training_args.sam_base_optimizer}",
+        "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
+        else f"{training_args.num_train_epochs} epochs",
+        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
+        "learning rate": training_args.learning_rate,
+        "weight decay": training_args.weight_decay,
+        "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
+        "image size": image_size,
+        "normalization": aug_args.normalization,
+    }
+    test_metrics = {}
+
+    def card_writer():
+        write_model_card(
+            training_args.output_dir, "teacher", model_name=os.path.basename(os.path.abspath(training_args.output_dir)),
+            metrics=test_metrics, class_counts=data.class_counts, dataset_name=data_args.dataset_name,
+            imbalance_factor=data_args.imbalance_factor, recipe=recipe, label_names=data.label_names,
+            base_model=model_args.model_name_or_path, repo_id=training_args.hub_model_id,
+        )
+
+    trainer = TeacherTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=prepared.train,
+        eval_dataset=prepared.validation,
+        data_collator=prepared.train_collator,
+        eval_data_collator=prepared.eval_collator,
+        processing_class=prepared.image_processor,
+        model_card_writer=card_writer,
+        class_counts=data.class_counts,
+        loss_type=model_args.loss_type,
+        bal_tau=model_args.bal_tau,
+        ldam_max_m=model_args.ldam_max_m,
+        ldam_s=model_args.ldam_s,
+        drw_epoch=model_args.drw_epoch,
+        drw_step=model_args.drw_step,
+        drw_beta=model_args.drw_beta,
+    )
+    if trainer.drw_callback.enabled:
+        recipe["DRW"] = (f"from step {trainer.drw_callback.drw_step}" if trainer.drw_callback.drw_step is not None
+                         else f"from epoch {trainer.drw_callback.drw_epoch:g}") + f", beta {model_args.drw_beta}"
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    if prepared.validation is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    if prepared.test is not None:  # evaluated once, at the end, never for model selection
+        test_metrics.update(
+            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names)
+        )
+    if data.corrupt_images.count:
+        logger.warning("skipped %d corrupt images", data.corrupt_images.count)
+    if trainer.is_world_process_zero():
+        card_writer()
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return test_metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,462 @@
+"""DeiTLTTrainer: the loss against an independent recomputation, the DRW switch (callback, training run, resume), the
+frozen teacher, label-space checks, teacher input size and renormalisation, metrics, and run_deit_lt.py end to end
+(from scratch and the combined LiVT MGP -> DeiT-LT recipe with Bal-BCE)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from safetensors.torch import load_file
+from transformers import (
+    AutoModelForImageClassification,
+    EvalPrediction,
+    ResNetConfig,
+    ResNetForImageClassification,
+    TrainerCallback,
+    TrainerState,
+)
+
+import modeling_livt as ml
+from modeling_livt.transforms import (
+    DefaultImageCollator,
+    MixupCutmixCollator,
+    build_image_processor,
+    get_normalization,
+)
+from trainers import LongTailTrainingArguments
+from trainers.deit_lt import DeiTLTMetrics, DeiTLTTrainer, DistillationTeacher, DRWCallback
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import run_deit_lt  # noqa: E402
+import run_mgp  # noqa: E402
+
+COUNTS = [150, 40, 10, 2]  # many, medium, few, few
+LABELS = {0: "a", 1: "b", 2: "c", 3: "d"}
+STUDENT = dict(image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=64, drop_path_rate=0.0)
+STUDENT_STATS = ((0.3, 0.4, 0.5), (0.2, 0.25, 0.3))
+TEACHER_STATS = ((0.5, 0.45, 0.4), (0.3, 0.2, 0.25))
+
+
+def _student(**overrides):
+    torch.manual_seed(0)
+    config = ml.DeiTLTConfig(**{**STUDENT, "id2label": LABELS, "class_counts": COUNTS, **overrides})
+    return ml.DeiTLTForImageClassification(config)
+
+
+def _teacher_model(num_labels=4, id2label=None, seed=1, size=32):
+    torch.manual_seed(seed)
+    id2label = id2label if id2label is not None else (LABELS if num_labels == 4 else None)
+    config = ml.ResNetCifarConfig(depth=8, base_width=4, num_labels=num_labels,
+                                  **({"id2label": id2label} if id2label else {}))
+    model = ml.ResNetCifarForImageClassification(config)
+    # non-trivial BatchNorm statistics (so "eval mode" is observable), and a head that spreads its predictions over the
+    # classes (a random ResNet's pooled features barely vary: its argmax would be one class for every input)
+    calibration = F.interpolate(torch.randn(32, 3, 32, 32), size=(size, size), mode="bicubic")  # student batches
+    with torch.no_grad():
+        model.train()(calibration)
+        features, _ = model.eval().forward_features(calibration)
+        weight = torch.randn(num_labels, features.shape[1]) / features.std(0)
+        model.linear.weight.copy_(weight)
+        model.linear.bias.copy_(-weight @ features.mean(0))
+    return model
+
+
+def _dataset(n=8, size=32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(n, 3, size, size, generator=gen)
+    labels = torch.arange(n) % 4
+    return Dataset.from_dict({"pixel_values": pixels.numpy().tolist(), "labels": labels.tolist()}).with_format("torch")
+
+
+def _args(tmp_path, **kw):
+    base = dict(output_dir=str(tmp_path), report_to="none", save_strategy="no", logging_steps=1, seed=0, use_cpu=True,
+                disable_tqdm=True, learning_rate=1e-3, lr_scheduler_type="constant", warmup_steps=0, layer_decay=1.0,
+                per_device_train_batch_size=4, remove_unused_columns=False)
+    base.update(kw)
+    return LongTailTrainingArguments(**base)
+
+
+def _mixed_batch(n=6, seed=0):
+    torch.manual_seed(seed)
+    features = [{"pixel_values": torch.randn(3, 32, 32), "labels": i % 4} for i in range(n)]
+    return MixupCutmixCollator(4, mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1)(features)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loss
+# ---------------------------------------------------------------------------------------------------------------------
+def test_loss_equals_independent_recomputation_before_and_after_drw(tmp_path):
+    """Teacher logits from the same mixed batch, renormalised and resized (bicubic) to the teacher's 64 px; CLS soft
+    CE + DIST CE vs the teacher's argmax; after DRW the weighted mean with class-balanced weights."""
+    student = _student(distillation_alpha=0.3).eval()
+    teacher_model = _teacher_model(size=64).eval()
+    teacher = DistillationTeacher(teacher_model, image_size=64, mean=TEACHER_STATS[0], std=TEACHER_STATS[1],
+                                  student_mean=STUDENT_STATS[0], student_std=STUDENT_STATS[1])
+    trainer = DeiTLTTrainer(model=student, args=_args(tmp_path, max_steps=1), train_dataset=_dataset(),
+                            teacher=teacher, drw_epoch=1)
+    batch = _mixed_batch()
+    x, y = batch["pixel_values"], batch["labels"]
+    assert y.shape == (6, 4) and y.is_floating_point()  # mixed soft targets
+
+    with torch.no_grad():
+        out = student(x)
+        s_mean, s_std, t_mean, t_std = (torch.tensor(v).view(1, 3, 1, 1) for v in (*STUDENT_STATS, *TEACHER_STATS))
+        teacher_in = F.interpolate((x * s_std + s_mean - t_mean) / t_std, size=(64, 64), mode="bicubic",
+                                   align_corners=False)
+        teacher_labels = teacher_model(teacher_in).logits.argmax(-1)
+        cls = torch.sum(-y * F.log_softmax(out.cls_logits, -1), -1).mean()
+        ce = F.cross_entropy(out.distillation_logits, teacher_labels, reduction="none")
+        expected = 0.7 * cls + 0.3 * ce.mean()
+        weights = ml.class_balanced_weights(COUNTS, 0.9999)[teacher_labels]
+        expected_drw = 0.7 * cls + 0.3 * (weights * ce).sum() / weights.sum()
+        loss = trainer.compute_loss(student, {"pixel_values": x, "labels": y})
+        trainer.set_drw(True)
+        loss_drw = trainer.compute_loss(student, {"pixel_values": x, "labels": y})
+    assert len(set(teacher_labels.tolist())) > 1  # the weighting is visible
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss_drw.item() == pytest.approx(expected_drw.item(), rel=1e-5)
+    assert loss_drw.item() != pytest.approx(loss.item(), rel=1e-4)
+
+
+def test_cls_loss_follows_config_bal_bce(tmp_path):
+    student = _student(cls_loss_type="bal_bce", distillation_alpha=0.5).eval()
+    teacher_model = _teacher_model().eval()
+    trainer = DeiTLTTrainer(model=student, args=_args(tmp_path, max_steps=1), train_dataset=_dataset(),
+                            teacher=teacher_model)
+    batch = _mixed_batch()
+    with torch.no_grad():
+        out = student(batch["pixel_values"])
+        dist = F.cross_entropy(out.distillation_logits, teacher_model(batch["pixel_values"]).logits.argmax(-1))
+        expected = 0.5 * ml.BalancedBCELoss(COUNTS)(out.cls_logits, batch["labels"]) + 0.5 * dist
+        loss = trainer.compute_loss(student, dict(batch))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DRW
+# ---------------------------------------------------------------------------------------------------------------------
+def test_drw_callback_switches_at_the_epoch_and_not_before():
+    calls = []
+    callback = DRWCallback(calls.append, drw_epoch=2)
+    callback.on_train_begin(None, TrainerState(epoch=0, global_step=0), None)
+    for step, epoch in ((1, 0.5), (3, 1.5), (4, 1.999)):
+        callback.on_step_end(None, TrainerState(epoch=epoch, global_step=step), None)
+    assert calls == [False] and callback.active is False
+    callback.on_step_end(None, TrainerState(epoch=2.0, global_step=5), None)
+    callback.on_step_end(None, TrainerState(epoch=2.5, global_step=6), None)
+    assert calls == [False, True] and callback.active is True
+
+    # streaming: the step decides, whatever state.epoch says
+    calls = []
+    callback = DRWCallback(calls.append, drw_step=10)
+    callback.on_train_begin(None, TrainerState(epoch=0.0, global_step=0), None)
+    callback.on_step_end(None, TrainerState(epoch=0.99, global_step=9), None)
+    assert calls == [False]
+    callback.on_step_end(None, TrainerState(epoch=0.1, global_step=10), None)
+    assert calls == [False, True]
+
+    # a resumed run past the DRW point starts re-weighted (state restored before on_train_begin)
+    calls = []
+    DRWCallback(calls.append, drw_epoch=2).on_train_begin(None, TrainerState(epoch=2.5, global_step=12), None)
+    assert calls == [True]
+    calls = []
+    never = DRWCallback(calls.append)
+    never.on_train_begin(None, TrainerState(epoch=0, global_step=0), None)
+    never.on_step_end(None, TrainerState(epoch=1e6, global_step=10**9), None)
+    assert calls == [False] and not never.enabled
+    with pytest.raises(ValueError, match="not both"):
+        DRWCallback(calls.append, drw_epoch=1, drw_step=3)
+
+
+class _Recorder(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer, self.steps = trainer, []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.steps.append((state.global_step, self.trainer.drw_active))
+
+
+def _teacher_snapshot(teacher):
+    return {k: v.detach().clone() for k, v in teacher.model.state_dict().items()}
+
+
+def test_training_run_switches_drw_at_epoch_keeps_teacher_frozen_and_out_of_checkpoints(tmp_path):
+    student = _student()
+    teacher = DistillationTeacher(_teacher_model())
+    before = _teacher_snapshot(teacher)
+    collator = MixupCutmixCollator(4, label_smoothing=0.1)
+    seen_labels = []
+    trainer = DeiTLTTrainer(
+        model=student, args=_args(tmp_path, num_train_epochs=3, eval_strategy="epoch"), train_dataset=_dataset(8),
+        eval_dataset=_dataset(8, seed=1), data_collator=collator, eval_data_collator=DefaultImageCollator(),
+        teacher=teacher, drw_epoch=1, no_mixup_after_drw=True,
+    )
+    recorder = _Recorder(trainer)
+    trainer.add_callback(recorder)
+    original = trainer.compute_loss
+
+    def spy(model, inputs, *args, **kwargs):
+        if model.training:
+            seen_labels.append((trainer.state.global_step, inputs["labels"].is_floating_point()))
+        return original(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = spy
+    trainer.train()
+    # 8 examples, batch 4: 2 steps per epoch; DRW from epoch 1 = from step 2, mixing off from the same batch
+    assert recorder.steps == [(0, False), (1, False), (2, True), (3, True), (4, True), (5, True)]
+    assert seen_labels == [(0, True), (1, True), (2, False), (3, False), (4, False), (5, False)]
+    torch.testing.assert_close(trainer.deit_lt_loss.class_weights, ml.class_balanced_weights(COUNTS, 0.9999))
+
+    # the teacher: eval mode, no gradients, unchanged (BatchNorm statistics included), not optimized, not saved
+    assert teacher.model.training is False
+    assert all(p.grad is None and not p.requires_grad for p in teacher.model.parameters())
+    after = teacher.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in teacher.model.parameters()}
+    assert trainer.model is student and not any(m is teacher.model for m in student.modules())
+    trainer.save_model()
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    assert set(saved) == set(student.state_dict()) and not any(k.startswith("layer1") for k in saved)
+
+    # evaluation: avg / cls / dist accuracy and the long-tail metrics
+    metrics = trainer.evaluate()
+    for key in ("eval_accuracy", "eval_cls_accuracy", "eval_distillation_accuracy", "eval_many_shot_accuracy",
+                "eval_few_shot_accuracy", "eval_ece"):
+        assert key in metrics, key
+
+
+def test_resume_restores_the_drw_state(tmp_path):
+    def trainer_for(max_steps):
+        return DeiTLTTrainer(
+            model=_student(), args=_args(tmp_path, max_steps=max_steps, save_strategy="steps", save_steps=2),
+            train_dataset=_dataset(8), data_collator=MixupCutmixCollator(4), teacher=_teacher_model(),
+            drw_epoch=1, no_mixup_after_drw=True,
+        )
+
+    first = trainer_for(2)
+    first.train()
+    assert first.state.epoch == 1.0 and first.drw_active  # switched on after the last step of epoch 0
+    resumed = trainer_for(4)
+    assert not resumed.drw_active and resumed.train_collator.mixup_enabled  # a fresh trainer starts without DRW
+    recorder = _Recorder(resumed)
+    resumed.add_callback(recorder)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert recorder.steps == [(2, True), (3, True)]
+    assert resumed.train_collator.mixup_enabled is False
+
+
+def test_drw_arguments_are_checked(tmp_path):
+    args = _args(tmp_path, max_steps=1)
+    with pytest.raises(ValueError, match="needs a mixing training collator"):
+        DeiTLTTrainer(model=_student(), args=args, train_dataset=_dataset(), teacher=_teacher_model(), drw_epoch=1,
+                      no_mixup_after_drw=True)
+    streamed = _dataset().to_iterable_dataset()
+    with pytest.raises(ValueError, match="--drw_step"):
+        DeiTLTTrainer(model=_student(), args=args, train_dataset=streamed, teacher=_teacher_model(), drw_epoch=1)
+    with pytest.raises(TypeError, match="DeiT-LT student"):
+        DeiTLTTrainer(model=_teacher_model(), args=args, teacher=_teacher_model())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The teacher
+# ---------------------------------------------------------------------------------------------------------------------
+def test_label_space_mismatch_is_a_clear_error(tmp_path):
+    args = _args(tmp_path, max_steps=1)
+    with pytest.raises(ValueError, match=r"teacher's label space \(5 classes .*student's \(4 classes \[a, b, c, d\]\)"):
+        DeiTLTTrainer(model=_student(), args=args, teacher=_teacher_model(num_labels=5))
+    swapped = {0: "b", 1: "a", 2: "c", 3: "d"}
+    with pytest.raises(ValueError, match="class 0 is 'b' for the teacher and 'a' for the student"):
+        DeiTLTTrainer(model=_student(), args=args, teacher=_teacher_model(id2label=swapped))
+    # generic names (e.g. a ported checkpoint) match by position
+    generic = {i: f"LABEL_{i}" for i in range(4)}
+    DistillationTeacher(_teacher_model(id2label=generic)).check_label_space(LABELS)
+
+
+def test_teacher_with_another_input_size_gets_a_bicubic_resize(tmp_path):
+    teacher_model = _teacher_model().eval()
+    shapes = []
+    teacher_model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(kwargs.get("pixel_values", args[0] if args else None).shape),
+        with_kwargs=True,
+    )
+    teacher = DistillationTeacher(teacher_model, image_size=64)
+    x = torch.randn(3, 3, 32, 32)
+    expected = F.interpolate(x, size=(64, 64), mode="bicubic", align_corners=False)
+    assert torch.equal(teacher.prepare(x), expected)
+    assert not torch.equal(expected, F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False))
+    logits = teacher(x)
+    assert shapes == [(3, 3, 64, 64)] and logits.shape == (3, 4) and not logits.requires_grad
+    with torch.no_grad():
+        torch.testing.assert_close(logits, teacher_model(expected).logits)
+    # shrinking: bicubic with antialiasing
+    small = DistillationTeacher(teacher_model, image_size=16)
+    assert torch.equal(small.prepare(x), F.interpolate(x, size=(16, 16), mode="bicubic", align_corners=False,
+                                                       antialias=True))
+    # a full training step with a 64-px teacher and a 32-px student
+    trainer = DeiTLTTrainer(model=_student(), args=_args(tmp_path, max_steps=2), train_dataset=_dataset(8),
+                            data_collator=MixupCutmixCollator(4), teacher=teacher)
+    trainer.train()
+    assert shapes[-1] == (4, 3, 64, 64)
+
+
+def test_renormalisation_gives_the_teacher_its_own_normalisation():
+    raw = torch.rand(2, 3, 32, 32)  # pixels in [0, 1]
+    s_mean, s_std, t_mean, t_std = (torch.tensor(v).view(1, 3, 1, 1) for v in (*STUDENT_STATS, *TEACHER_STATS))
+    student_batch = (raw - s_mean) / s_std
+    teacher = DistillationTeacher(_teacher_model(), mean=TEACHER_STATS[0], std=TEACHER_STATS[1],
+                                  student_mean=STUDENT_STATS[0], student_std=STUDENT_STATS[1])
+    assert teacher.renormalizes
+    torch.testing.assert_close(teacher.prepare(student_batch), (raw - t_mean) / t_std, rtol=0, atol=1e-6)
+    same = DistillationTeacher(_teacher_model(), mean=STUDENT_STATS[0], std=STUDENT_STATS[1],
+                               student_mean=STUDENT_STATS[0], student_std=STUDENT_STATS[1])
+    assert not same.renormalizes and torch.equal(same.prepare(student_batch), student_batch)
+    # renormalising then resizing = resizing the raw pixels then normalising (both are affine / linear)
+    both = DistillationTeacher(_teacher_model(), image_size=48, mean=TEACHER_STATS[0], std=TEACHER_STATS[1],
+                               student_mean=STUDENT_STATS[0], student_std=STUDENT_STATS[1])
+    resized_raw = F.interpolate(raw, size=(48, 48), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(both.prepare(student_batch), (resized_raw - t_mean) / t_std, rtol=0, atol=1e-5)
+
+
+def test_from_pretrained_reads_size_and_normalisation_of_a_transformers_resnet(tmp_path):
+    """Any AutoModelForImageClassification folder: a (tiny) transformers ResNet with a 64-px processor."""
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                          num_labels=4, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    torch.manual_seed(0)
+    ResNetForImageClassification(config).save_pretrained(tmp_path / "resnet")
+    build_image_processor(64, *TEACHER_STATS).save_pretrained(tmp_path / "resnet")
+    teacher = DistillationTeacher.from_pretrained(str(tmp_path / "resnet"), student_mean=STUDENT_STATS[0],
+                                                  student_std=STUDENT_STATS[1])
+    assert isinstance(teacher.model, ResNetForImageClassification) and teacher.image_size == 64
+    assert teacher.mean == TEACHER_STATS[0] and teacher.std == TEACHER_STATS[1] and teacher.renormalizes
+    assert teacher.model.training is False
+    assert DistillationTeacher.from_pretrained(str(tmp_path / "resnet"), image_size=40).image_size == 40
+    trainer = DeiTLTTrainer(model=_student(), args=_args(tmp_path / "out", max_steps=1), train_dataset=_dataset(4),
+                            data_collator=MixupCutmixCollator(4), teacher=teacher)
+    trainer.train()
+    assert np.isfinite(trainer.state.log_history[0]["loss"])
+
+
+def test_metrics_handle_the_three_heads():
+    labels = np.array([0, 1, 2, 3])
+    avg = np.eye(4)[[0, 1, 2, 0]]
+    cls = np.eye(4)[[0, 1, 0, 0]]
+    dist = np.eye(4)[[0, 1, 2, 3]]
+    metrics = DeiTLTMetrics(COUNTS)(EvalPrediction(predictions=(avg, cls, dist), label_ids=labels))
+    assert metrics["accuracy"] == 0.75 and metrics["cls_accuracy"] == 0.5 and metrics["distillation_accuracy"] == 1.0
+    assert "few_shot_accuracy" in metrics and "ece" in metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# scripts/run_deit_lt.py
+# ---------------------------------------------------------------------------------------------------------------------
+DATA = ["--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits"]
+FAST = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64", "--disable_tqdm", "true",
+        "--report_to", "none", "--seed", "0", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy",
+        "steps", "--save_steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A (random) tiny CIFAR ResNet teacher for digits, saved as run_teacher.py saves one (with ImageNet stats, so
+    the student's digits-normalised batch is renormalised)."""
+    out = tmp_path_factory.mktemp("teacher")
+    torch.manual_seed(0)
+    names = {i: str(i) for i in range(10)}
+    config = ml.ResNetCifarConfig(depth=8, base_width=4, id2label=names, label2id={v: k for k, v in names.items()})
+    ml.ResNetCifarForImageClassification(config).save_pretrained(out)
+    build_image_processor(32, *get_normalization("imagenet")).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mgp_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mgp")
+    run_mgp.main(DATA + ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--config_overrides",
+                         "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
+                         "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,"
+                         "decoder_intermediate_size=64", "--per_device_train_batch_size", "16", "--disable_tqdm",
+                         "true", "--report_to", "none", "--output_dir", str(out), "--max_steps", "1",
+                         "--save_strategy", "no"])
+    return out
+
+
+def _logits(model, pixels):
+    with torch.no_grad():
+        return model.eval()(pixels)
+
+
+def test_combined_recipe_from_mgp_with_bal_bce_trains_saves_and_loads(mgp_dir, teacher_dir, tmp_path):
+    out = tmp_path / "deit_lt"
+    metrics = run_deit_lt.main(DATA + FAST + [
+        "--model_name_or_path", str(mgp_dir), "--cls_loss", "bal_bce", "--teacher_name_or_path", str(teacher_dir),
+        "--output_dir", str(out), "--max_steps", "3", "--drw_step", "2", "--no_mixup_after_drw", "true",
+    ])
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "deit_lt" and config["cls_loss_type"] == "bal_bce"
+    assert config["hidden_size"] == 32 and config["class_counts"] == json.loads((mgp_dir / "class_counts.json")
+                                                                               .read_text())
+    for name in ("model.safetensors", "preprocessor_config.json", "README.md", "eval_results.json",
+                 "per_class_accuracy.png", "modeling_deit_lt.py"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "eval_results.json").read_text())
+    assert {"accuracy", "cls_accuracy", "distillation_accuracy", "few_shot_accuracy"} <= set(results)
+    assert results["accuracy"] == pytest.approx(metrics["accuracy"])
+    card = (out / "README.md").read_text()
+    assert "DIST-head accuracy" in card and "CLS-head accuracy" in card and "Few-shot" in card
+    assert "bal_bce" in card and f"[`{run_deit_lt._teacher_reference(str(teacher_dir), str(out))}`]" in card
+    assert "renormalised" in card  # digits student stats vs the teacher's ImageNet stats
+    # the encoder really came from the MGP checkpoint: its first block moved only 3 small steps away
+    mgp = load_file(str(mgp_dir / "model.safetensors"))
+    student = ml.DeiTLTForImageClassification.from_pretrained(out)
+    delta = (student.deit_lt.layers[0].mlp.fc1.weight - mgp["livt.layers.0.mlp.fc1.weight"]).abs().max()
+    assert 0 < delta < 0.05
+    # saved -> loaded through the Auto class with remote code: identical logits
+    auto = AutoModelForImageClassification.from_pretrained(out, trust_remote_code=True)
+    pixels = torch.randn(2, 3, 32, 32)
+    a, b = _logits(student, pixels), _logits(auto, pixels)
+    for field in ("logits", "cls_logits", "distillation_logits"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_from_scratch_with_json_arguments(teacher_dir, tmp_path):
+    args = {"dataset_name": "digits", "imbalance_factor": 10, "normalization": "digits", "config_name": "tiny",
+            "image_size": 32, "patch_size": 4, "config_overrides": "hidden_size=32,num_hidden_layers=1,"
+            "num_attention_heads=2,intermediate_size=64", "teacher_name_or_path": str(teacher_dir),
+            "teacher_image_size": 48, "distillation_alpha": 0.3, "output_dir": str(tmp_path / "o"), "max_steps": 2,
+            "per_device_train_batch_size": 16, "report_to": "none", "eval_strategy": "no", "save_strategy": "no",
+            "load_best_model_at_end": False, "disable_tqdm": True}
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    run_deit_lt.main([str(tmp_path / "args.json")])
+    config = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 1 and config["distillation_alpha"] == 0.3 and config["cls_loss_type"] == "ce"
+    assert "input 48 px" in (tmp_path / "o" / "README.md").read_text()
+
+
+def test_teacher_with_other_classes_fails_before_training(tmp_path):
+    names = {i: str(i) for i in range(5)}
+    ml.ResNetCifarForImageClassification(ml.ResNetCifarConfig(depth=8, base_width=4, id2label=names)).save_pretrained(
+        tmp_path / "t5")
+    with pytest.raises(ValueError, match=r"teacher's label space \(5 classes"):
+        run_deit_lt.main(DATA + FAST + ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4",
+                                        "--teacher_name_or_path", str(tmp_path / "t5"), "--output_dir",
+                                        str(tmp_path / "o"), "--max_steps", "1"])
+    assert not (tmp_path / "o" / "checkpoint-1").exists()
+
+
+def test_help():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_deit_lt.py"), "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for flag in ("--teacher_name_or_path", "--teacher_image_size", "--drw_epoch", "--drw_step", "--no_mixup_after_drw",
+                 "--cls_loss", "--distillation_alpha", "--config_name", "--config_overrides", "--output_dir"):
+        assert flag in result.stdout, flag

@@ -1,0 +1,254 @@
+"""The DeiT-LT teacher: LDAM(-DRW) against the official formulation, SAM inside TeacherTrainer (one first_step and one
+second_step per optimizer step, equal to a hand-driven SAM update, scheduler on the base optimizer, BatchNorm
+statistics counted once), and run_teacher.py end to end (a loadable teacher with processor, labels and card)."""
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainerCallback, pipeline
+
+import modeling_livt as ml
+from modeling_livt.losses import LDAMLoss, build_loss
+from modeling_livt.transforms import get_normalization
+from trainers.deit_lt import DistillationTeacher
+from trainers.teacher import (
+    TeacherModelArguments,
+    TeacherTrainer,
+    TeacherTrainingArguments,
+    TrainerSAM,
+    build_teacher_model,
+    frozen_batch_norm_stats,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import run_teacher  # noqa: E402
+
+COUNTS = [40, 20, 8, 2]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# LDAM
+# ---------------------------------------------------------------------------------------------------------------------
+def reference_ldam(logits, target, cls_num_list, max_m=0.5, s=30, weight=None):
+    """kaidic/LDAM-DRW `losses.LDAMLoss.forward`, on CPU."""
+    m_list = 1.0 / np.sqrt(np.sqrt(np.asarray(cls_num_list, dtype=np.float64)))
+    m_list = torch.tensor(m_list * (max_m / np.max(m_list)), dtype=torch.float32)
+    index = torch.zeros_like(logits, dtype=torch.bool)
+    index.scatter_(1, target.view(-1, 1), True)
+    batch_m = torch.matmul(m_list[None, :], index.float().transpose(0, 1)).view(-1, 1)
+    output = torch.where(index, logits - batch_m, logits)
+    return F.cross_entropy(s * output, target, weight=weight)
+
+
+def test_ldam_matches_the_official_formulation_with_and_without_drw_weights():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 4, generator=gen).tanh()  # cosine-head range
+    target = torch.randint(0, 4, (16,), generator=gen)
+    loss = LDAMLoss(COUNTS)
+    assert max(loss.margins) == pytest.approx(0.5) and loss.margins == sorted(loss.margins)  # rarest: largest margin
+    assert loss(logits, target).item() == pytest.approx(reference_ldam(logits, target, COUNTS).item(), rel=1e-6)
+    weights = ml.class_balanced_weights(COUNTS, 0.9999)
+    loss.weight = weights
+    expected = reference_ldam(logits, target, COUNTS, weight=weights)
+    assert loss(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    # one-hot soft targets are int labels
+    assert loss(logits, F.one_hot(target, 4).float()).item() == pytest.approx(expected.item(), rel=1e-6)
+    custom = LDAMLoss(COUNTS, max_m=0.3, s=10)
+    assert custom(logits, target).item() == pytest.approx(
+        reference_ldam(logits, target, COUNTS, max_m=0.3, s=10).item(), rel=1e-6)
+    assert isinstance(build_loss("ldam", COUNTS), LDAMLoss)
+    with pytest.raises(ValueError, match="needs the training class counts"):
+        build_loss("ldam", None)
+    with pytest.raises(ValueError, match="4 finite, non-negative"):
+        loss.weight = [1.0, 2.0]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# SAM inside Trainer
+# ---------------------------------------------------------------------------------------------------------------------
+def _resnet(num_labels=4, **overrides):
+    torch.manual_seed(0)
+    return ml.ResNetCifarForImageClassification(
+        ml.ResNetCifarConfig(depth=8, base_width=4, num_labels=num_labels, **overrides))
+
+
+def _dataset(n=8, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(n, 3, 16, 16, generator=gen)
+    labels = torch.arange(n) % 4
+    return Dataset.from_dict({"pixel_values": pixels.numpy().tolist(), "labels": labels.tolist()}).with_format("torch")
+
+
+def _args(tmp_path, **kw):
+    base = dict(output_dir=str(tmp_path), report_to="none", save_strategy="no", eval_strategy="no",
+                load_best_model_at_end=False, logging_steps=1, seed=0, use_cpu=True, disable_tqdm=True,
+                learning_rate=0.05, lr_scheduler_type="constant", warmup_steps=0, per_device_train_batch_size=8)
+    base.update(kw)
+    return TeacherTrainingArguments(**base)
+
+
+def test_one_trainer_step_equals_a_hand_driven_sam_update(tmp_path):
+    model = _resnet()
+    reference = copy.deepcopy(model)
+    ds = _dataset()
+    trainer = TeacherTrainer(model=model, args=_args(tmp_path / "a", max_steps=1, sam_rho=0.1), train_dataset=ds,
+                             class_counts=COUNTS, loss_type="bal_ce")
+    trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(ds)
+    trainer.train()
+
+    helper = TeacherTrainer(model=reference, args=_args(tmp_path / "b", sam_rho=0.1), class_counts=COUNTS)
+    sam = helper.create_optimizer()
+    assert isinstance(sam, TrainerSAM) and isinstance(sam.base_optimizer, torch.optim.SGD)
+    assert sam.param_groups[0]["rho"] == 0.1 and sam.base_optimizer.param_groups is sam.param_groups
+    loss_fn = ml.BalancedCELoss(COUNTS)
+    x, y = ds[:]["pixel_values"], ds[:]["labels"]
+    reference.train()
+    loss_fn(reference(x).logits, y).backward()
+    sam.first_step(zero_grad=True)
+    with frozen_batch_norm_stats(reference):
+        loss_fn(reference(x).logits, y).backward()
+    sam.second_step(zero_grad=True)
+    trained, expected = model.state_dict(), reference.state_dict()
+    for name in expected:
+        torch.testing.assert_close(trained[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    # BatchNorm counted the batch once (the ascent pass leaves running statistics alone)
+    assert int(model.bn1.num_batches_tracked) == 1
+    assert not torch.equal(trained["conv1.weight"], _resnet().state_dict()["conv1.weight"])
+
+
+class _LrRecorder(TrainerCallback):
+    def __init__(self):
+        self.trainer, self.lrs = None, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        sam = self.trainer.sam
+        self.lrs.append((sam.base_optimizer.param_groups[0]["lr"], self.trainer.lr_scheduler.get_last_lr()[0]))
+
+
+def test_sam_steps_once_per_optimizer_step_and_the_scheduler_drives_the_base_optimizer(tmp_path, monkeypatch):
+    calls = {"first_step": 0, "second_step": 0}
+    for name in calls:
+        original = getattr(TrainerSAM, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(TrainerSAM, name, counted)
+    trainer = TeacherTrainer(model=_resnet(), args=_args(tmp_path, max_steps=3, per_device_train_batch_size=4,
+                                                         lr_scheduler_type="linear"),
+                             train_dataset=_dataset(), class_counts=COUNTS)
+    recorder = _LrRecorder()
+    recorder.trainer = trainer
+    trainer.add_callback(recorder)
+    trainer.train()
+    assert calls == {"first_step": 3, "second_step": 3}
+    assert [base for base, _ in recorder.lrs] == [sched for _, sched in recorder.lrs]
+    # the linear decay reached the base optimizer
+    assert recorder.lrs[0][0] > recorder.lrs[1][0] > recorder.lrs[2][0] == 0.0
+    assert all(np.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
+
+
+def test_gradient_accumulation_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="does not support --gradient_accumulation_steps > 1"):
+        TeacherTrainer(model=_resnet(), args=_args(tmp_path, max_steps=1, gradient_accumulation_steps=2),
+                       class_counts=COUNTS)
+
+
+def test_ldam_drw_teacher_reweights_from_the_drw_step(tmp_path):
+    args = _args(tmp_path, max_steps=3, per_device_train_batch_size=4)
+    trainer = TeacherTrainer(model=_resnet(use_norm=True), args=args, train_dataset=_dataset(), class_counts=COUNTS,
+                             loss_type="ldam_drw", drw_step=1)
+    seen = []
+
+    class Spy(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            seen.append(trainer.loss_fn.weight is not None)
+
+    trainer.add_callback(Spy())
+    trainer.train()
+    assert isinstance(trainer.loss_fn, LDAMLoss) and seen == [False, True, True]
+    torch.testing.assert_close(trainer.loss_fn.weight, ml.class_balanced_weights(COUNTS, 0.9999))
+    # default DRW point: 80 % of training (LDAM-DRW: epoch 160 of 200)
+    default = TeacherTrainer(model=_resnet(), args=_args(tmp_path, num_train_epochs=10), class_counts=COUNTS,
+                             loss_type="ldam_drw")
+    assert default.drw_callback.drw_epoch == 8.0
+    with pytest.raises(ValueError, match="DRW re-weights the LDAM loss"):
+        TeacherTrainer(model=_resnet(), args=_args(tmp_path, max_steps=1), class_counts=COUNTS, drw_epoch=2)
+
+
+def test_build_teacher_model_defaults():
+    class Data:
+        num_classes, class_counts = 4, COUNTS
+        id2label = {i: str(i) for i in range(4)}
+        label2id = {str(i): i for i in range(4)}
+
+    model = build_teacher_model(TeacherModelArguments(), Data, image_size=32)
+    assert model.config.depth == 32 and model.config.id2label == Data.id2label and model.config.class_counts == COUNTS
+    ldam = build_teacher_model(TeacherModelArguments(loss_type="ldam_drw", config_overrides="depth=20"), Data, 32)
+    assert ldam.config.use_norm and ldam.config.depth == 20  # LDAM's cosine head
+    with pytest.raises(ValueError, match="No default teacher for 224-px images.*--model_name_or_path"):
+        build_teacher_model(TeacherModelArguments(), Data, image_size=224)
+    assert build_teacher_model(TeacherModelArguments(teacher_arch="resnet_cifar"), Data, 224).config.depth == 32
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# scripts/run_teacher.py
+# ---------------------------------------------------------------------------------------------------------------------
+DATA = ["--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits"]
+FAST = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64", "--disable_tqdm", "true",
+        "--report_to", "none", "--seed", "0"]
+
+
+def test_run_teacher_writes_a_loadable_teacher_with_processor_labels_and_card(tmp_path):
+    out = tmp_path / "teacher"
+    metrics = run_teacher.main(DATA + FAST + [
+        "--output_dir", str(out), "--max_steps", "2", "--config_overrides", "depth=8,base_width=8",
+        "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
+        "--sam_rho", "0.05", "--learning_rate", "0.01",
+    ])
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "eval_results.json",
+                 "per_class_accuracy.png", "class_counts.json", "resnet_cifar.py"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "config.json").read_text())
+    counts = json.loads((out / "class_counts.json").read_text())
+    assert config["class_counts"] == counts and config["id2label"]["3"] == "3" and config["depth"] == 8
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["num_examples"] == 300 and results["accuracy"] == pytest.approx(metrics["accuracy"])
+    card = (out / "README.md").read_text()
+    assert "flat teacher" in card and "SAM (rho 0.05)" in card and "bal_ce" in card and "Few-shot" in card
+    assert "run_deit_lt.py --teacher_name_or_path" in card
+
+    model = AutoModelForImageClassification.from_pretrained(out, trust_remote_code=True).eval()
+    assert model.config.id2label[0] == "0"
+    processor = AutoImageProcessor.from_pretrained(out)
+    assert tuple(processor.image_mean) == pytest.approx(get_normalization("digits")[0])
+    from modeling_livt.data import load_digits_dataset
+
+    images = list(load_digits_dataset()["test"].select(range(4))["image"])
+    with torch.no_grad():
+        probs = model(processor(images, return_tensors="pt")["pixel_values"]).logits.softmax(-1)
+    predictions = pipeline("image-classification", model=str(out), trust_remote_code=True, top_k=1)(images)
+    for i, (top,) in enumerate(predictions):
+        assert top["label"] == model.config.id2label[int(probs[i].argmax())]
+        assert top["score"] == pytest.approx(probs[i].max().item(), abs=1e-5)
+    teacher = DistillationTeacher.from_pretrained(str(out))
+    assert teacher.image_size == 32 and teacher.mean == pytest.approx(get_normalization("digits")[0])
+
+
+def test_help():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_teacher.py"), "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for flag in ("--sam_rho", "--loss_type", "--teacher_arch", "--model_name_or_path", "--drw_epoch", "--output_dir"):
+        assert flag in result.stdout, flag

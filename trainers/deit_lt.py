@@ -1,0 +1,442 @@
+"""DeiT-LT training (Rangwani et al., CVPR 2024): a DeiT student with a CLS and a DIST token, distilled from a frozen
+flat CNN teacher that sees the student's own augmented, mixed batch (out-of-distribution distillation), with the
+distillation loss re-weighted by class-balanced weights from a deferred (DRW) epoch.
+
+* `DistillationTeacher`: any `AutoModelForImageClassification` folder, frozen (eval mode, no grad), with its own input
+  size (bicubic resize) and normalisation (the student's batch is renormalised when the two differ).
+* `DRWCallback`: switches deferred re-weighting on at an epoch (sized data) or a step (streaming); its state is derived
+  from `TrainerState`, so a resumed run is in the same state as an uninterrupted one.
+* `DeiTLTTrainer`: `compute_loss` = `DeiTLTLoss`; reports avg / CLS / DIST accuracy and the long-tail metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    EvalPrediction,
+    Trainer,
+    TrainerCallback,
+)
+from transformers.trainer_utils import has_length
+
+from modeling_livt.configuration_livt import LOSS_TYPES
+from modeling_livt.losses import DeiTLTLoss, class_balanced_weights
+
+from .arguments import FinetuneTrainingArguments
+from .balanced import LongTailMetrics
+from .base import LongTailTrainerMixin
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Deferred re-weighting
+# ---------------------------------------------------------------------------------------------------------------------
+class DRWCallback(TrainerCallback):
+    """Deferred re-weighting (Cao et al., 2019): `switch(True)` from the DRW point on, `switch(False)` before it.
+
+    The DRW point is `drw_epoch` (sized data: on when `state.epoch >= drw_epoch`) or `drw_step` (streaming, where
+    `state.epoch` is only a step ratio: on when `state.global_step >= drw_step`); with neither, DRW never starts.
+    The state is a function of `TrainerState` alone, evaluated at `on_train_begin` (a fresh start or a resume from a
+    checkpoint: global step and epoch are restored by then) and at every `on_step_end` (the next batch is collated
+    after it, so a collator switch such as "no mixup after DRW" applies from the very next batch). `switch` is called
+    only when the state changes (and once at the start of every `train()`).
+    """
+
+    def __init__(self, switch: Callable[[bool], None], drw_epoch: float | None = None, drw_step: int | None = None):
+        if drw_epoch is not None and drw_step is not None:
+            raise ValueError("Give the DRW point as --drw_epoch (sized data) or --drw_step (streaming), not both.")
+        if (drw_epoch is not None and drw_epoch < 0) or (drw_step is not None and drw_step < 0):
+            raise ValueError(f"The DRW point must be non-negative, got drw_epoch={drw_epoch}, drw_step={drw_step}.")
+        self.switch = switch
+        self.drw_epoch = drw_epoch
+        self.drw_step = drw_step
+        self.active: bool | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.drw_epoch is not None or self.drw_step is not None
+
+    def is_active(self, state) -> bool:
+        """Whether the next optimizer step (step number `state.global_step`, 0-based) trains with DRW."""
+        if self.drw_step is not None:
+            return state.global_step >= self.drw_step
+        if self.drw_epoch is not None:
+            return (state.epoch or 0.0) >= self.drw_epoch
+        return False
+
+    def _update(self, state, force: bool = False):
+        active = self.is_active(state)
+        if force or active != self.active:
+            self.switch(active)
+            if active and self.active is not True:
+                logger.info("DRW on from step %d (epoch %.2f)", state.global_step, state.epoch or 0.0)
+            self.active = active
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._update(state, force=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._update(state)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The teacher
+# ---------------------------------------------------------------------------------------------------------------------
+def image_processor_input_size(processor) -> int | None:
+    """The square input size an image processor produces (its crop when it center-crops, else its resize)."""
+    size = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    size = size or getattr(processor, "size", None)
+    if size is None:
+        return None
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    return get("height") or get("shortest_edge")
+
+
+def _is_generic_label(name: str, index: int) -> bool:
+    return str(name) == f"LABEL_{index}"
+
+
+def _describe_labels(id2label: dict) -> str:
+    names = [str(id2label[i]) for i in sorted(id2label)]
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    return f"{len(names)} classes [{shown}]"
+
+
+class DistillationTeacher:
+    """A frozen teacher for DeiT-LT: the model runs in eval mode under `torch.no_grad()` and never trains.
+
+    `teacher(pixel_values)` takes the **student's** batch (augmented, mixed, normalised with the student's mean/std),
+    renormalises it to the teacher's mean/std when they differ, resizes it (bicubic; antialiased when shrinking) to
+    the teacher's input size, and returns the teacher's logits `[B, C]`.
+
+    It is deliberately not an `nn.Module` attribute of the student: it stays out of the optimizer, the checkpoints
+    and DDP wrapping (each process holds a plain copy, moved to its device).
+
+    Args:
+        model: any image classifier returning `.logits` (transformers ResNet/RegNet/ConvNeXt, our models...).
+        image_size: the teacher's input size; None keeps the student's size.
+        mean, std: the normalisation the teacher was trained with (None: assume the student's).
+        student_mean, student_std: the normalisation of the student's batches (from the data pipeline).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        image_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        student_mean: Sequence[float] | None = None,
+        student_std: Sequence[float] | None = None,
+    ):
+        self.model = model.eval().requires_grad_(False)
+        self.image_size = int(image_size) if image_size is not None else None
+        self.mean = tuple(float(v) for v in mean) if mean is not None else None
+        self.std = tuple(float(v) for v in std) if std is not None else None
+        self.student_mean = self.student_std = None
+        if student_mean is not None and student_std is not None:
+            self.set_student_normalization(student_mean, student_std)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        image_size: int | None = None,
+        student_mean: Sequence[float] | None = None,
+        student_std: Sequence[float] | None = None,
+        **model_kwargs,
+    ) -> DistillationTeacher:
+        """Load a teacher folder (or Hub id) with `AutoModelForImageClassification` (remote code allowed) and read its
+        input size and mean/std from its image processor (`preprocessor_config.json`); `image_size` overrides."""
+        model_kwargs.setdefault("trust_remote_code", True)
+        model = AutoModelForImageClassification.from_pretrained(name_or_path, **model_kwargs)
+        try:
+            processor = AutoImageProcessor.from_pretrained(name_or_path)
+        except (OSError, ValueError):  # no preprocessor_config.json: nothing tells us how the teacher was fed
+            processor = None
+            logger.warning(
+                "teacher %s has no image processor: assuming it was trained on the student's normalisation and size "
+                "(pass --teacher_image_size if it was not)", name_or_path,
+            )
+        mean = getattr(processor, "image_mean", None) if getattr(processor, "do_normalize", True) else None
+        std = getattr(processor, "image_std", None) if mean is not None else None
+        if image_size is None:
+            image_size = image_processor_input_size(processor) if processor is not None else None
+            image_size = image_size or getattr(model.config, "image_size", None)
+        return cls(model, image_size=image_size, mean=mean, std=std, student_mean=student_mean,
+                   student_std=student_std)
+
+    def set_student_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.student_mean = tuple(float(v) for v in mean)
+        self.student_std = tuple(float(v) for v in std)
+
+    @property
+    def renormalizes(self) -> bool:
+        """True when the student's batch must be renormalised for the teacher (both known and different)."""
+        known = None not in (self.mean, self.std, self.student_mean, self.student_std)
+        return known and (self.mean, self.std) != (self.student_mean, self.student_std)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.model.config.id2label.items()}
+
+    def check_label_space(self, student_id2label: dict) -> None:
+        """Raise `ValueError` (naming both label sets) unless the teacher predicts the student's classes, in order.
+
+        Generic names (`LABEL_3`, e.g. a ported checkpoint) match any name at their index; sizes must always agree.
+        """
+        teacher = self.id2label
+        student = {int(k): v for k, v in student_id2label.items()}
+        hint = ("train the teacher on the student's classes, in the same label order (scripts/run_teacher.py on the "
+                "same dataset).")
+        if len(teacher) != len(student):
+            raise ValueError(
+                f"The teacher's label space ({_describe_labels(teacher)}) does not match the student's "
+                f"({_describe_labels(student)}): {hint}"
+            )
+        for index in sorted(student):
+            t_name, s_name = teacher.get(index), student[index]
+            if _is_generic_label(t_name, index) or _is_generic_label(s_name, index):
+                continue
+            if str(t_name) != str(s_name):
+                raise ValueError(
+                    f"The teacher's label space ({_describe_labels(teacher)}) does not match the student's "
+                    f"({_describe_labels(student)}): class {index} is {t_name!r} for the teacher and {s_name!r} "
+                    f"for the student; {hint}"
+                )
+
+    def to(self, device) -> DistillationTeacher:
+        self.model.to(device)
+        return self
+
+    def prepare(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The student's batch as the teacher expects it: renormalised, then resized (bicubic)."""
+        pixel_values = pixel_values.float()
+        if self.renormalizes:
+            shape = (1, -1, 1, 1)
+            device = pixel_values.device
+            s_mean, s_std, t_mean, t_std = (
+                torch.tensor(v, dtype=torch.float32, device=device).view(shape)
+                for v in (self.student_mean, self.student_std, self.mean, self.std)
+            )
+            # back to [0, 1] pixels with the student's statistics, then forward with the teacher's
+            pixel_values = (pixel_values * s_std + s_mean - t_mean) / t_std
+        size = self.image_size
+        if size is not None and tuple(pixel_values.shape[-2:]) != (size, size):
+            shrink = size < max(pixel_values.shape[-2:])
+            pixel_values = F.interpolate(
+                pixel_values, size=(size, size), mode="bicubic", align_corners=False, antialias=shrink
+            )
+        return pixel_values
+
+    @torch.no_grad()
+    def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        self.model.eval()  # whatever was done to it since: BatchNorm uses running statistics, no dropout
+        device = next(self.model.parameters()).device
+        return self.model(pixel_values=self.prepare(pixel_values).to(device)).logits
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Metrics and trainer
+# ---------------------------------------------------------------------------------------------------------------------
+class DeiTLTMetrics(LongTailMetrics):
+    """`LongTailMetrics` of the averaged logits plus `cls_accuracy` and `distillation_accuracy` of the two heads
+    (Trainer's predictions for DeiT-LT are the 3-tuple (logits, cls_logits, distillation_logits))."""
+
+    def __call__(self, prediction: EvalPrediction) -> dict:
+        metrics = super().__call__(prediction)
+        predictions = prediction.predictions
+        if isinstance(predictions, (tuple, list)) and len(predictions) >= 3:
+            labels = np.asarray(prediction.label_ids)
+            metrics["cls_accuracy"] = float((np.asarray(predictions[1]).argmax(-1) == labels).mean())
+            metrics["distillation_accuracy"] = float((np.asarray(predictions[2]).argmax(-1) == labels).mean())
+        return metrics
+
+
+class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
+    """`Trainer` for `DeiTLTForImageClassification` with a frozen teacher.
+
+    loss = (1 - alpha) * cls_loss(cls_logits, targets) + alpha * CE(distillation_logits, argmax teacher(x)), where x
+    is the very batch the student sees (augmented and mixed: out-of-distribution distillation), alpha is
+    `config.distillation_alpha` and cls_loss is `config.cls_loss_type` (soft-target CE by default, e.g. Bal-BCE for
+    the LiVT -> DeiT-LT recipe). From the DRW point the distillation CE is weighted by
+    `class_balanced_weights(config.class_counts, config.drw_beta)` indexed by the teacher's class; with
+    `no_mixup_after_drw` the training collator's mixing is turned off there too (int labels: plain CE, no smoothing).
+
+    Args:
+        teacher: a `DistillationTeacher` (or a plain classifier module, used at the student's size/normalisation).
+        drw_epoch / drw_step: the DRW point (see `DRWCallback`); none = no re-weighting.
+        no_mixup_after_drw: turn the training collator's `mixup_enabled` off from the DRW point.
+        eval_data_collator, model_card_writer: as `BalancedTrainer`.
+    """
+
+    def __init__(
+        self,
+        *args,
+        teacher: DistillationTeacher | nn.Module,
+        drw_epoch: float | None = None,
+        drw_step: int | None = None,
+        no_mixup_after_drw: bool = False,
+        eval_data_collator=None,
+        model_card_writer=None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self._setup_long_tail(eval_data_collator=eval_data_collator, model_card_writer=model_card_writer)
+        model = self.accelerator.unwrap_model(self.model)
+        config = model.config
+        if not hasattr(model, "loss_fn") or getattr(config, "distillation_alpha", None) is None:
+            raise TypeError(
+                f"DeiTLTTrainer trains a DeiT-LT student (DeiTLTForImageClassification), got {type(model).__name__}."
+            )
+        if not isinstance(teacher, DistillationTeacher):
+            teacher = DistillationTeacher(teacher)
+        teacher.check_label_space(config.id2label)
+        if teacher.student_mean is None and hasattr(self.processing_class, "image_mean"):
+            teacher.set_student_normalization(self.processing_class.image_mean, self.processing_class.image_std)
+        self.teacher = teacher.to(self.args.device)
+        self.class_counts = list(config.class_counts or [])
+        self.drw_beta = config.drw_beta
+        self.deit_lt_loss = DeiTLTLoss(alpha=config.distillation_alpha, cls_loss=model.loss_fn)
+
+        self.drw_callback = DRWCallback(self.set_drw, drw_epoch=drw_epoch, drw_step=drw_step)
+        if self.drw_callback.enabled and not self.class_counts:
+            raise ValueError("DRW weights need the training class counts: set config.class_counts.")
+        if drw_epoch is not None and self.train_dataset is not None and not has_length(self.train_dataset):
+            raise ValueError(
+                "--drw_epoch needs a sized training set: a streamed dataset has no epochs (state.epoch is a step "
+                "ratio there). Give the DRW point in optimizer steps with --drw_step."
+            )
+        self.train_collator = self.data_collator
+        self.no_mixup_after_drw = no_mixup_after_drw
+        if no_mixup_after_drw:
+            if not hasattr(self.train_collator, "mixup_enabled"):
+                raise ValueError(
+                    "--no_mixup_after_drw needs a mixing training collator (MixupCutmixCollator), got "
+                    f"{type(self.train_collator).__name__}."
+                )
+            mid_epoch_switch = drw_step is not None or self.args.dataloader_persistent_workers
+            if self.args.dataloader_num_workers > 0 and mid_epoch_switch:
+                logger.warning(
+                    "--no_mixup_after_drw with dataloader workers: workers hold a copy of the collator, so mixing "
+                    "stops at the first epoch started after the DRW point (use --drw_epoch without persistent "
+                    "workers, or --dataloader_num_workers 0, for an exact switch)."
+                )
+        self.add_callback(self.drw_callback)
+        if self.compute_metrics is None and self.class_counts:
+            self.compute_metrics = DeiTLTMetrics(self.class_counts)
+
+    @property
+    def drw_active(self) -> bool:
+        return self.deit_lt_loss.class_weights is not None
+
+    def set_drw(self, active: bool) -> None:
+        """Deferred re-weighting on/off: class-balanced DIST weights, and mixing off when asked to."""
+        self.deit_lt_loss.class_weights = class_balanced_weights(self.class_counts, self.drw_beta) if active else None
+        if self.no_mixup_after_drw:
+            self.train_collator.mixup_enabled = not active
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels", None)  # the CLS loss is computed here, with the distillation term
+        outputs = model(**inputs)
+        loss = None
+        if labels is not None:
+            teacher_logits = self.teacher(inputs["pixel_values"])
+            loss = self.deit_lt_loss(outputs.cls_logits, outputs.distillation_logits, labels, teacher_logits)
+            outputs["loss"] = loss
+        return (loss, outputs) if return_outputs else loss
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command-line arguments (scripts/run_deit_lt.py)
+# ---------------------------------------------------------------------------------------------------------------------
+@dataclass
+class DeiTLTModelArguments:
+    """The DeiT-LT student."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Start from a DeiT-LT checkpoint, or from a LiVT one (MGP or fine-tuned: the combined LiVT -> "
+            "DeiT-LT recipe, via DeiTLTForImageClassification.from_livt_pretrained); none = from scratch."
+        },
+    )
+    config_name: str = field(
+        default="tiny", metadata={"help": "Preset (tiny, small, base: DeiT-Ti/S/B) or a config path (from scratch)."}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=96,num_hidden_layers=4'."}
+    )
+    image_size: int | None = field(default=None, metadata={"help": "Student input size (default: the config's)."})
+    patch_size: int | None = field(default=None, metadata={"help": "Patch size when building from a preset."})
+    cls_loss: str = field(
+        default="ce",
+        metadata={"help": "Loss of the CLS head: ce (soft-target CE, DeiT-LT), bal_bce (LiVT), bal_ce or bce.",
+                  "choices": list(LOSS_TYPES)},
+    )
+    bal_tau: float | None = field(default=None, metadata={"help": "Prior strength of the balanced CLS losses (1.0)."})
+    distillation_alpha: float | None = field(
+        default=None, metadata={"help": "Weight of the distillation term: (1 - a) * cls + a * dist (0.5)."}
+    )
+    drw_beta: float | None = field(
+        default=None, metadata={"help": "Beta of the class-balanced DIST weights after the DRW point (0.9999)."}
+    )
+    drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (0.1)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default) or eager."})
+
+
+@dataclass
+class DistillationArguments:
+    """The teacher and the deferred re-weighting schedule."""
+
+    teacher_name_or_path: str = field(
+        metadata={
+            "help": "Teacher folder or Hub id: any AutoModelForImageClassification with the student's label space "
+            "(scripts/run_teacher.py writes one; transformers ResNet/RegNet/ConvNeXt work too)."
+        }
+    )
+    teacher_image_size: int | None = field(
+        default=None,
+        metadata={"help": "Teacher input size; the student's batch is resized to it (bicubic). Default: the size of "
+                  "the teacher's image processor."},
+    )
+    drw_epoch: float | None = field(
+        default=None, metadata={"help": "Epoch from which the DIST loss is class-balanced (sized data)."}
+    )
+    drw_step: int | None = field(
+        default=None, metadata={"help": "Optimizer step from which the DIST loss is class-balanced (streaming)."}
+    )
+    no_mixup_after_drw: bool = field(
+        default=False,
+        metadata={"help": "Stop MixUp/CutMix (and label smoothing) from the DRW point: plain CE on the CLS head "
+                  "(the CIFAR recipe)."},
+    )
+
+
+@dataclass
+class DeiTLTTrainingArguments(FinetuneTrainingArguments):
+    """DeiT-LT defaults: AdamW lr 5e-4 (DeiT: 5e-4 x batch / 512), no layer decay (0.75 suits a LiVT MGP start)."""
+
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate."})
+    layer_decay: float = field(default=1.0, metadata={"help": "Layer-wise lr decay (1.0: off, training from scratch)."})
+
+
+__all__ = [
+    "DRWCallback",
+    "DeiTLTMetrics",
+    "DeiTLTModelArguments",
+    "DeiTLTTrainer",
+    "DeiTLTTrainingArguments",
+    "DistillationArguments",
+    "DistillationTeacher",
+]

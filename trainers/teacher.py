@@ -1,0 +1,306 @@
+"""A flat teacher for DeiT-LT: a CNN trained on the long-tailed data with SAM and a long-tail loss.
+
+DeiT-LT distils from teachers trained with Sharpness-Aware Minimization: flat teachers transfer better (Rangwani et
+al., 2024; their CIFAR teachers are PaCo + SAM ResNet-32s, which the official repository does not train). Here any
+image classifier can be the teacher: a CIFAR ResNet-32 (`ResNetCifarForImageClassification`) for small images, or any
+transformers classifier (ResNet, RegNet, ConvNeXt...), trained with Bal-CE (default), Bal-BCE, CE, BCE or LDAM(-DRW).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from modeling_livt.losses import LDAMLoss, build_loss, class_balanced_weights
+from modeling_livt.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification
+
+from .arguments import AugmentationArguments, FinetuneTrainingArguments
+from .balanced import BalancedTrainer
+from .deit_lt import DRWCallback, image_processor_input_size
+from .optim import param_groups
+from .sam import SAM
+from .workflow import parse_config_overrides
+
+logger = logging.getLogger(__name__)
+
+TEACHER_LOSS_TYPES = ("bal_ce", "bal_bce", "ce", "bce", "ldam", "ldam_drw")
+TEACHER_ARCHS = ("resnet_cifar",)
+SMALL_TEACHER_MAX_SIZE = 64  # up to this size the CIFAR ResNet-32 is the default teacher
+LDAM_DRW_EPOCH_FRACTION = 0.8  # LDAM-DRW re-weights from epoch 160 of 200
+
+
+class TrainerSAM(SAM):
+    """`SAM` driven by `Trainer`: `TeacherTrainer.training_step` runs both forward/backward passes and the ascent
+    (`first_step`); Trainer's own `optimizer.step()` (after gradient clipping, before the scheduler step) finishes the
+    update with `second_step` (restore w, base optimizer step with the gradient at w + e). A closure still works."""
+
+    def step(self, closure=None):
+        if closure is not None:
+            return super().step(closure)
+        self.second_step()
+        return None
+
+
+@contextlib.contextmanager
+def frozen_batch_norm_stats(model: nn.Module):
+    """BatchNorm layers still normalise with the batch's statistics but leave their running averages (and batch count)
+    untouched: SAM's second pass on the same batch must not count it twice in the running statistics."""
+    saved = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training and module.track_running_stats:
+            saved.append((module, module.momentum, module.num_batches_tracked.clone()))
+            module.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for module, momentum, count in saved:
+            module.momentum = momentum
+            module.num_batches_tracked.copy_(count)
+
+
+class TeacherTrainer(BalancedTrainer):
+    """`BalancedTrainer` with SAM (Foret et al., 2021) and the long-tail losses of a DeiT-LT teacher.
+
+    One optimizer step = forward/backward at w, `first_step` (w + e, e = rho * g / ||g||), forward/backward at w + e
+    on the same batch (BatchNorm running statistics frozen), then Trainer clips the gradient and calls
+    `optimizer.step()`, which is `second_step` (back to w, base optimizer step). The learning-rate scheduler drives
+    the base optimizer (SAM shares its parameter groups). Gradient accumulation is not supported (SAM's ascent needs
+    the full batch's gradient before the second pass), nor fp16 (use bf16 or fp32).
+
+    The loss is the trainer's for every model (labels are never handed to the model): `loss_type` "bal_ce" (default),
+    "bal_bce", "ce", "bce", "ldam" or "ldam_drw" (LDAM with class-balanced weights from the DRW point; default point:
+    80 % of training, as LDAM-DRW's epoch 160 of 200).
+
+    Args:
+        class_counts: training images per class (required by the balanced and LDAM losses).
+        loss_type, bal_tau: the loss and the prior strength of the balanced losses.
+        ldam_max_m, ldam_s: LDAM's largest margin (0.5) and logit scale (30).
+        drw_epoch / drw_step / drw_beta: the DRW point and the beta of the class-balanced weights (LDAM only).
+        Other arguments: as `BalancedTrainer`. `args` are `TeacherTrainingArguments` (or any TrainingArguments; SAM
+        then uses rho 0.05 and SGD with momentum 0.9).
+    """
+
+    def __init__(
+        self,
+        *args,
+        class_counts=None,
+        loss_type: str = "bal_ce",
+        bal_tau: float = 1.0,
+        ldam_max_m: float = 0.5,
+        ldam_s: float = 30.0,
+        drw_epoch: float | None = None,
+        drw_step: int | None = None,
+        drw_beta: float = 0.9999,
+        **kwargs,
+    ):
+        if loss_type not in TEACHER_LOSS_TYPES:
+            raise ValueError(f"Unknown teacher loss_type={loss_type!r}; choose one of {list(TEACHER_LOSS_TYPES)}.")
+        base_loss = "ldam" if loss_type.startswith("ldam") else loss_type
+        super().__init__(*args, class_counts=class_counts, loss_type=base_loss, bal_tau=bal_tau, **kwargs)
+        if self.args.gradient_accumulation_steps > 1:
+            raise ValueError(
+                "TeacherTrainer (SAM) does not support --gradient_accumulation_steps > 1: SAM's ascent step needs the "
+                "gradient of the whole batch before its second forward/backward pass. Raise "
+                "--per_device_train_batch_size (or use more devices) instead."
+            )
+        if self.args.fp16:
+            raise ValueError(
+                "TeacherTrainer (SAM) does not support --fp16: a loss-scaler step skipped on overflow would leave the "
+                "weights at the ascent point w + e. Use --bf16 or fp32."
+            )
+        if self.uses_model_loss:  # one of our ViTs as the teacher: train it with the teacher's loss, not its config's
+            self.uses_model_loss = False
+            self.class_counts = list(class_counts) if class_counts is not None else self.class_counts
+            self.loss_fn = build_loss(base_loss, self.class_counts or None, bal_tau)
+        if base_loss == "ldam":
+            self.loss_fn = LDAMLoss(self.class_counts, max_m=ldam_max_m, s=ldam_s)
+        if loss_type == "ldam_drw" and drw_epoch is None and drw_step is None:
+            if self.args.max_steps > 0:
+                drw_step = int(LDAM_DRW_EPOCH_FRACTION * self.args.max_steps)
+            else:
+                drw_epoch = LDAM_DRW_EPOCH_FRACTION * self.args.num_train_epochs
+        self.drw_beta = drw_beta
+        self.drw_callback = DRWCallback(self.set_drw, drw_epoch=drw_epoch, drw_step=drw_step)
+        if self.drw_callback.enabled and not hasattr(self.loss_fn, "weight"):
+            raise ValueError(
+                f"DRW re-weights the LDAM loss; loss_type={loss_type!r} takes no class weights. Use --loss_type "
+                "ldam_drw, or drop --drw_epoch/--drw_step."
+            )
+        self.add_callback(self.drw_callback)
+
+    def set_drw(self, active: bool) -> None:
+        """Deferred re-weighting on/off: class-balanced weights on the loss."""
+        if hasattr(self.loss_fn, "weight"):
+            self.loss_fn.weight = class_balanced_weights(self.class_counts, self.drw_beta) if active else None
+
+    @property
+    def sam(self) -> SAM:
+        """The SAM optimizer under accelerate's wrapper."""
+        optimizer = self.optimizer
+        while not isinstance(optimizer, SAM):
+            optimizer = optimizer.optimizer
+        return optimizer
+
+    def create_optimizer(self, model=None):
+        """SAM around SGD (momentum, optional Nesterov) or AdamW; no weight decay on biases and norms."""
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            groups = param_groups(opt_model, self.args.weight_decay, layer_decay=None)
+            for group in groups:
+                group["lr"] = self.args.learning_rate * group.pop("lr_scale")
+            base = getattr(self.args, "sam_base_optimizer", "sgd")
+            if base == "sgd":
+                base_cls = torch.optim.SGD
+                base_kwargs = dict(momentum=getattr(self.args, "momentum", 0.9),
+                                   nesterov=getattr(self.args, "nesterov", False))
+            elif base == "adamw":
+                base_cls = torch.optim.AdamW
+                base_kwargs = dict(betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon)
+            else:
+                raise ValueError(f"Unknown sam_base_optimizer={base!r}; choose 'sgd' or 'adamw'.")
+            self.optimizer = TrainerSAM(
+                groups, base_cls, rho=getattr(self.args, "sam_rho", 0.05),
+                adaptive=getattr(self.args, "sam_adaptive", False), lr=self.args.learning_rate, **base_kwargs,
+            )
+        return self.optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)  # gradient at w (and the NaN guard)
+        self.sam.first_step(zero_grad=True)  # w <- w + e
+        inputs = self._prepare_inputs(inputs)
+        with frozen_batch_norm_stats(model), self.compute_loss_context_manager():
+            perturbed_loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+        self.accelerator.backward(perturbed_loss)  # gradient at w + e; Trainer's optimizer.step() -> second_step
+        return loss
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Building the teacher model (scripts/run_teacher.py)
+# ---------------------------------------------------------------------------------------------------------------------
+def default_teacher_image_size(model_name_or_path: str | None) -> int:
+    """The input size of a pretrained classifier's image processor (224 when it has none), or 32 for a new teacher."""
+    if not model_name_or_path:
+        return 32
+    try:
+        return image_processor_input_size(AutoImageProcessor.from_pretrained(model_name_or_path)) or 224
+    except (OSError, ValueError):
+        return 224
+
+
+def build_teacher_model(model_args, data, image_size: int) -> nn.Module:
+    """The teacher to train: a pretrained classifier (new head for the data's classes) or a fresh CIFAR ResNet.
+
+    The config carries `id2label` / `label2id` (so `pipeline()` names the classes and DeiT-LT can check the label
+    space) and the training `class_counts` (shot groups for the card and `run_eval.py`).
+    """
+    labels = dict(num_labels=data.num_classes, id2label=data.id2label, label2id=data.label2id)
+    ldam = model_args.loss_type.startswith("ldam")
+    if model_args.model_name_or_path:
+        if model_args.teacher_arch is not None:
+            raise ValueError("Give --model_name_or_path (a pretrained classifier) or --teacher_arch, not both.")
+        model = AutoModelForImageClassification.from_pretrained(
+            model_args.model_name_or_path, ignore_mismatched_sizes=True, trust_remote_code=True, **labels
+        )
+        if ldam:
+            logger.warning("LDAM scales logits by s=%s, meant for a cosine head; %s has a plain linear head (consider "
+                           "--ldam_s 1)", model_args.ldam_s, type(model).__name__)
+    else:
+        arch = model_args.teacher_arch
+        if arch is None:
+            if image_size > SMALL_TEACHER_MAX_SIZE:
+                raise ValueError(
+                    f"No default teacher for {image_size}-px images: the CIFAR ResNet-32 is built for images up to "
+                    f"{SMALL_TEACHER_MAX_SIZE} px. Pass --model_name_or_path with a transformers image classifier "
+                    "(e.g. a ResNet-50 folder or Hub id), or --teacher_arch resnet_cifar to use it anyway."
+                )
+            arch = "resnet_cifar"
+        if arch not in TEACHER_ARCHS:
+            raise ValueError(f"Unknown --teacher_arch {arch!r}; choose one of {list(TEACHER_ARCHS)}.")
+        overrides = parse_config_overrides(model_args.config_overrides, ResNetCifarConfig)
+        if ldam:
+            overrides.setdefault("use_norm", True)  # LDAM's cosine classifier (official LDAM-DRW ResNet-32)
+        model = ResNetCifarForImageClassification(ResNetCifarConfig(**{**overrides, **labels}))
+    model.config.class_counts = list(data.class_counts)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command-line arguments (scripts/run_teacher.py)
+# ---------------------------------------------------------------------------------------------------------------------
+@dataclass
+class TeacherModelArguments:
+    """The teacher model and its loss."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A transformers image classifier to fine-tune as the teacher (folder or Hub id; its head is "
+                  "replaced for the data's classes). None: a new --teacher_arch."},
+    )
+    teacher_arch: str | None = field(
+        default=None,
+        metadata={"help": "Architecture of a new teacher: resnet_cifar (CIFAR ResNet, ResNet-32 by default; the "
+                  "default for images up to 64 px).", "choices": list(TEACHER_ARCHS)},
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "resnet_cifar config overrides, e.g. 'depth=20,base_width=32'."}
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "Input size (default: 32 for a new teacher, else the model's processor)."}
+    )
+    loss_type: str = field(
+        default="bal_ce",
+        metadata={"help": "bal_ce (default), bal_bce, ce, bce, ldam, or ldam_drw (LDAM + class-balanced weights "
+                  "from --drw_epoch, default 80%% of training).", "choices": list(TEACHER_LOSS_TYPES)},
+    )
+    bal_tau: float = field(default=1.0, metadata={"help": "Prior strength of the balanced losses."})
+    ldam_max_m: float = field(default=0.5, metadata={"help": "LDAM's largest margin (rarest class)."})
+    ldam_s: float = field(default=30.0, metadata={"help": "LDAM's logit scale."})
+    drw_epoch: float | None = field(default=None, metadata={"help": "DRW epoch of ldam_drw (sized data)."})
+    drw_step: int | None = field(default=None, metadata={"help": "DRW optimizer step of ldam_drw (streaming)."})
+    drw_beta: float = field(default=0.9999, metadata={"help": "Beta of the class-balanced DRW weights."})
+
+
+@dataclass
+class TeacherAugmentationArguments(AugmentationArguments):
+    """CNN-teacher defaults (the CIFAR LDAM-DRW recipe): crop + flip + RandAugment, no mixing, no smoothing, no
+    erasing. The DeiT-LT student mixes its batches anyway; the teacher sees those at distillation time."""
+
+    mixup: float = field(default=0.0, metadata={"help": "MixUp alpha (0 disables)."})
+    cutmix: float = field(default=0.0, metadata={"help": "CutMix alpha (0 disables)."})
+    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing."})
+    random_erasing: float = field(default=0.0, metadata={"help": "RandomErasing probability."})
+
+
+@dataclass
+class TeacherTrainingArguments(FinetuneTrainingArguments):
+    """SAM around SGD: lr 0.1, momentum 0.9, weight decay 5e-4, rho 0.05, cosine schedule, no gradient clipping."""
+
+    learning_rate: float = field(default=0.1, metadata={"help": "Peak learning rate of the base optimizer."})
+    weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay (none on biases and norms)."})
+    layer_decay: float = field(default=1.0, metadata={"help": "Unused by the teacher (CNNs have no ViT layers)."})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping (0: off, as the CIFAR recipes)."})
+    warmup_steps: float = field(default=0.025, metadata={"help": "Warmup (a value below 1 is a ratio: 5 of 200)."})
+    sam_rho: float = field(default=0.05, metadata={"help": "SAM neighbourhood radius rho."})
+    sam_adaptive: bool = field(default=False, metadata={"help": "ASAM (scale-invariant neighbourhood; use rho ~2)."})
+    sam_base_optimizer: str = field(
+        default="sgd", metadata={"help": "Base optimizer of SAM (replaces --optim).", "choices": ["sgd", "adamw"]}
+    )
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum."})
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum."})
+
+
+__all__ = [
+    "TeacherAugmentationArguments",
+    "TeacherModelArguments",
+    "TeacherTrainer",
+    "TeacherTrainingArguments",
+    "TrainerSAM",
+    "build_teacher_model",
+    "default_teacher_image_size",
+    "frozen_batch_norm_stats",
+]
