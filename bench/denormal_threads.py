@@ -9,8 +9,9 @@ op), and keep it. So:
     set after a model was built (the pool exists)       -> only the main thread flushes; on N threads,
                                                            (N - 1) / N of every parallel kernel still makes denormals
 
-`trainers/base.py` (`LongTailTrainerMixin._setup_long_tail`) calls it in the Trainer's __init__, after the scripts
-have built the model: the second case. Each case runs in a fresh subprocess (the pool cannot be re-created in one).
+The trainers used to call it in the Trainer's __init__ (`LongTailTrainerMixin._setup_long_tail`, dropped in commit
+9478979), after the scripts had built the model: the second case. Each case runs in a fresh subprocess (the pool
+cannot be re-created in one).
 
     python bench/denormal_threads.py
 """
@@ -33,7 +34,7 @@ if mode == "before_pool":
 from modeling_livt import LiVTConfig, LiVTForMaskedImageModeling
 LiVTForMaskedImageModeling(LiVTConfig.from_preset("tiny", image_size=32, patch_size=4))  # as the scripts: model first
 if mode == "after_model":
-    torch.set_flush_denormal(True)   # what the trainers do today
+    torch.set_flush_denormal(True)   # what the trainers did (in Trainer.__init__)
 z = x * y                              # a parallel elementwise kernel split across the pool's threads
 print(json.dumps({"mode": mode, "threads": torch.get_num_threads(),
                   "denormal_fraction_of_result": float((z != 0).float().mean())}))
