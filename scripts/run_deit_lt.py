@@ -162,7 +162,7 @@ def main(argv=None):
 # The offline demo (scripts/demo.py --method deit_lt): digits made long-tailed (rho = 10), 32-px images
 # ---------------------------------------------------------------------------------------------------------------------
 DEMO_DATA = ["--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits"]
-DEMO_COMMON = ["--seed", "0", "--per_device_train_batch_size", "64", "--per_device_eval_batch_size", "128",
+DEMO_COMMON = ["--seed", "0", "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128",
                "--dataloader_num_workers", "0", "--logging_steps", "50", "--disable_tqdm", "true",
                "--save_total_limit", "1"]
 # a small DeiT for 32-px digits: 64 patch tokens of 4x4 pixels, plus CLS and DIST
@@ -170,20 +170,21 @@ DEMO_STUDENT = ["--config_name", "tiny", "--image_size", "32", "--patch_size", "
                 "hidden_size=96,num_hidden_layers=4,num_attention_heads=3,intermediate_size=384"]
 
 
-def demo(output_dir: str, teacher_epochs: int = 30, student_epochs: int = 100) -> dict:
+def demo(output_dir: str, teacher_epochs: int = 20, student_epochs: int = 100) -> dict:
     """Teacher (CIFAR ResNet-32, SAM, Bal-CE), then the DeiT-LT student distilled from it, on digits-LT (32 px).
 
     Returns {row name: test metrics} for `scripts/demo.py`'s table; both folders are left loadable under `output_dir`.
     """
     teacher_dir = os.path.join(output_dir, "deit_lt_teacher")
     teacher_metrics = run_teacher.main(DEMO_DATA + DEMO_COMMON + [
-        "--output_dir", teacher_dir, "--num_train_epochs", str(teacher_epochs), "--learning_rate", "0.1",
-        "--sam_rho", "0.05", "--loss_type", "bal_ce",
+        "--output_dir", teacher_dir, "--num_train_epochs", str(teacher_epochs), "--loss_type", "bal_ce",
+        "--sam_rho", "0.05", "--sam_base_optimizer", "adamw", "--learning_rate", "2e-3", "--weight_decay", "0.05",
+        "--warmup_steps", "0.05", "--rand_augment", "false",
     ])
     student_metrics = main(DEMO_DATA + DEMO_COMMON + DEMO_STUDENT + [
         "--output_dir", os.path.join(output_dir, "deit_lt_student"), "--teacher_name_or_path", teacher_dir,
         "--num_train_epochs", str(student_epochs), "--learning_rate", "1e-3", "--warmup_steps", "0.05",
-        "--drw_epoch", str(int(0.8 * student_epochs)),
+        "--rand_augment", "false", "--random_erasing", "0", "--drw_epoch", str(int(0.8 * student_epochs)),
     ])
     return {"ResNet-32 teacher (SAM, Bal-CE)": teacher_metrics, "DeiT-LT student": student_metrics}
 

@@ -324,12 +324,16 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
                     "--no_mixup_after_drw needs a mixing training collator (MixupCutmixCollator), got "
                     f"{type(self.train_collator).__name__}."
                 )
-            mid_epoch_switch = drw_step is not None or self.args.dataloader_persistent_workers
-            if self.args.dataloader_num_workers > 0 and mid_epoch_switch:
+            # dataloader workers collate with their own copy of the collator, made when an epoch's iterator starts
+            if self.args.dataloader_num_workers > 0 and self.args.dataloader_persistent_workers:
+                raise ValueError(
+                    "--no_mixup_after_drw cannot reach persistent dataloader workers (they keep the collator they "
+                    "started with): drop --dataloader_persistent_workers or use --dataloader_num_workers 0."
+                )
+            if self.args.dataloader_num_workers > 0 and drw_step is not None:
                 logger.warning(
-                    "--no_mixup_after_drw with dataloader workers: workers hold a copy of the collator, so mixing "
-                    "stops at the first epoch started after the DRW point (use --drw_epoch without persistent "
-                    "workers, or --dataloader_num_workers 0, for an exact switch)."
+                    "--no_mixup_after_drw with --drw_step and dataloader workers: mixing stops at the first epoch "
+                    "started after the DRW step (--dataloader_num_workers 0 switches at the step itself)."
                 )
         self.add_callback(self.drw_callback)
         if self.compute_metrics is None and self.class_counts:
