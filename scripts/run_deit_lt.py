@@ -36,7 +36,7 @@ from trainers.deit_lt import (  # noqa: E402
     DistillationArguments,
     DistillationTeacher,
 )
-from trainers.workflow import build_config, evaluate_and_report, prepare_data  # noqa: E402
+from trainers.workflow import build_config, evaluate_and_report, prepare_data, resolve_resume_checkpoint  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def main(argv=None):
         "learning rate": training_args.learning_rate,
         "layer decay": training_args.layer_decay,
         "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
+        "RandAugment / random erasing": f"{'m9' if aug_args.rand_augment else 'off'} / {aug_args.random_erasing}",
         "image size": image_size,
         "normalization": aug_args.normalization,
     }
@@ -135,7 +136,7 @@ def main(argv=None):
         drw_step=dist_args.drw_step,
         no_mixup_after_drw=dist_args.no_mixup_after_drw,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)

@@ -30,7 +30,7 @@ from trainers.teacher import (  # noqa: E402
     build_teacher_model,
     default_teacher_image_size,
 )
-from trainers.workflow import evaluate_and_report, prepare_data  # noqa: E402
+from trainers.workflow import evaluate_and_report, prepare_data, resolve_resume_checkpoint  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def main(argv=None):
         "learning rate": training_args.learning_rate,
         "weight decay": training_args.weight_decay,
         "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
+        "RandAugment / random erasing": f"{'m9' if aug_args.rand_augment else 'off'} / {aug_args.random_erasing}",
         "image size": image_size,
         "normalization": aug_args.normalization,
     }
@@ -94,7 +95,7 @@ def main(argv=None):
     if trainer.drw_callback.enabled:
         recipe["DRW"] = (f"from step {trainer.drw_callback.drw_step}" if trainer.drw_callback.drw_step is not None
                          else f"from epoch {trainer.drw_callback.drw_epoch:g}") + f", beta {model_args.drw_beta}"
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)

@@ -56,6 +56,31 @@ SCRIPTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A random tiny CIFAR ResNet teacher for digits, saved as run_teacher.py saves one."""
+    import modeling_livt as ml
+    from modeling_livt.transforms import build_image_processor, get_normalization
+
+    out = tmp_path_factory.mktemp("teacher")
+    torch.manual_seed(0)
+    names = {i: str(i) for i in range(10)}
+    config = ml.ResNetCifarConfig(depth=8, base_width=4, id2label=names, label2id={v: k for k, v in names.items()})
+    ml.ResNetCifarForImageClassification(config).save_pretrained(out)
+    build_image_processor(32, *get_normalization("digits")).save_pretrained(out)
+    return out
+
+
+def _script_args(script, teacher_dir):
+    if script != "run_deit_lt.py":
+        return SCRIPTS[script]
+    # DRW switches on at step 3, where the first run is killed: the resumed run must come back with DRW on
+    encoder = ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--config_overrides",
+               "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64"]
+    return DATA + encoder + RUN + ["--eval_strategy", "steps", "--eval_steps", "2", "--max_eval_samples", "40",
+                                   "--teacher_name_or_path", str(teacher_dir), "--drw_step", "3"]
+
+
 def _run(script, args, env_extra=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.run(
@@ -67,9 +92,9 @@ def _weights(folder):
     return load_file(str(Path(folder) / "model.safetensors"))
 
 
-@pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_sigkill_then_resume_matches_an_uninterrupted_run(script, tmp_path):
-    args = SCRIPTS[script]
+@pytest.mark.parametrize("script", [*sorted(SCRIPTS), "run_deit_lt.py"])
+def test_sigkill_then_resume_matches_an_uninterrupted_run(script, tmp_path, teacher_dir):
+    args = _script_args(script, teacher_dir)
     reference = _run(script, args + ["--output_dir", str(tmp_path / "ref")])
     assert reference.returncode == 0, reference.stderr[-3000:]
 
@@ -86,7 +111,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(script, tmp_path):
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
     assert (out / "long_tailed_indices.json").read_text() == split_before
     assert (out / "class_counts.json").read_text() == counts_before
-    # optimizer, scheduler, RNG (augmentations, masking, mixup) and data order restored: same weights
+    # optimizer, scheduler, RNG (masking, drop-path), seeded augmentation and mixing, data order and the DRW state
+    # restored: the same weights as the uninterrupted run
     ref, got = _weights(tmp_path / "ref"), _weights(out)
     assert ref.keys() == got.keys()
     for key in ref:
