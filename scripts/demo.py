@@ -48,8 +48,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default="livt", choices=["livt", "deit_lt"])
     parser.add_argument("--output_dir", default="outputs/demo")
-    parser.add_argument("--mgp_epochs", type=int, default=150)
-    parser.add_argument("--finetune_epochs", type=int, default=80)
+    parser.add_argument("--mgp_epochs", type=int, default=100)
+    parser.add_argument("--finetune_epochs", type=int, default=60)
     args = parser.parse_args()
     start = time.time()
     if args.method == "livt":
