@@ -90,7 +90,7 @@ def main():
         "command": "python bench/stream_memory.py " + " ".join(sys.argv[1:]),
         "dataset": dataset_name,
         "examples": seen,
-        "epochs_started": epoch + 1,
+        "epochs_started": epoch,
         "workers": args.workers,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),
