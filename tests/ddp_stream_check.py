@@ -55,6 +55,9 @@ def main(out_file):
     if dist.get_rank() == 0:
         with open(out_file, "w") as f:
             json.dump({"per_process": gathered, "num_examples": sum(data.class_counts)}, f)
+    # leave the process group in order: exiting with it alive can abort a rank ("terminate called ...")
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
