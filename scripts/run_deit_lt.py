@@ -15,7 +15,6 @@ class-balanced distillation weights from a deferred (DRW) epoch.
 deit_lt` prints its table.
 """
 
-import logging
 import os
 import sys
 
@@ -36,9 +35,7 @@ from trainers.deit_lt import (  # noqa: E402
     DistillationArguments,
     DistillationTeacher,
 )
-from trainers.workflow import build_config, evaluate_and_report, prepare_data, resolve_resume_checkpoint  # noqa: E402
-
-logger = logging.getLogger(__name__)
+from trainers.workflow import build_config, prepare_data, train_evaluate_and_report  # noqa: E402
 
 
 def _teacher_reference(teacher: str, output_dir: str) -> str:
@@ -136,27 +133,7 @@ def main(argv=None):
         drw_step=dist_args.drw_step,
         no_mixup_after_drw=dist_args.no_mixup_after_drw,
     )
-    train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
-    trainer.save_model()
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
-
-    if prepared.validation is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-    if prepared.test is not None:  # evaluated once, at the end, never for model selection
-        test_metrics.update(
-            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names)
-        )
-    if data.corrupt_images.count:
-        logger.warning("skipped %d corrupt images", data.corrupt_images.count)
-    if trainer.is_world_process_zero():
-        card_writer()
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
-    return test_metrics
+    return train_evaluate_and_report(trainer, prepared, training_args, card_writer, test_metrics)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

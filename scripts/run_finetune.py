@@ -5,7 +5,6 @@
         --image_size 32 --patch_size 4 --model_name_or_path outputs/mgp --output_dir outputs/finetune
 """
 
-import logging
 import os
 import sys
 
@@ -19,9 +18,7 @@ from modeling_livt.data import DataArguments  # noqa: E402
 from modeling_livt.model_card import write_model_card  # noqa: E402
 from trainers import AugmentationArguments, BalancedTrainer, ModelArguments  # noqa: E402
 from trainers.arguments import FinetuneTrainingArguments  # noqa: E402
-from trainers.workflow import build_config, evaluate_and_report, prepare_data, resolve_resume_checkpoint  # noqa: E402
-
-logger = logging.getLogger(__name__)
+from trainers.workflow import build_config, prepare_data, train_evaluate_and_report  # noqa: E402
 
 
 def main(argv=None):
@@ -89,29 +86,7 @@ def main(argv=None):
         callbacks=prepared.callbacks,
         model_card_writer=card_writer,
     )
-    train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
-    print(f"process {training_args.process_index + 1}/{training_args.world_size}: trained "
-          f"{trainer.state.global_step} steps", flush=True)
-    trainer.save_model()
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
-
-    if prepared.validation is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-    if prepared.test is not None:  # evaluated once, at the end, never for model selection
-        test_metrics.update(
-            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names)
-        )
-    if data.corrupt_images.count:
-        logger.warning("skipped %d corrupt images", data.corrupt_images.count)
-    if trainer.is_world_process_zero():
-        card_writer()
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
-    return test_metrics
+    return train_evaluate_and_report(trainer, prepared, training_args, card_writer, test_metrics)
 
 
 if __name__ == "__main__":

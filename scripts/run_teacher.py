@@ -11,7 +11,6 @@ The output folder (weights, image processor, id2label, class counts, card) is wh
 --teacher_name_or_path` takes, and loads with `pipeline("image-classification", model=DIR, trust_remote_code=True)`.
 """
 
-import logging
 import os
 import sys
 
@@ -30,9 +29,7 @@ from trainers.teacher import (  # noqa: E402
     build_teacher_model,
     default_teacher_image_size,
 )
-from trainers.workflow import evaluate_and_report, prepare_data, resolve_resume_checkpoint  # noqa: E402
-
-logger = logging.getLogger(__name__)
+from trainers.workflow import prepare_data, train_evaluate_and_report  # noqa: E402
 
 
 def main(argv=None):
@@ -95,27 +92,7 @@ def main(argv=None):
     if trainer.drw_callback.enabled:
         recipe["DRW"] = (f"from step {trainer.drw_callback.drw_step}" if trainer.drw_callback.drw_step is not None
                          else f"from epoch {trainer.drw_callback.drw_epoch:g}") + f", beta {model_args.drw_beta}"
-    train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
-    trainer.save_model()
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
-
-    if prepared.validation is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-    if prepared.test is not None:  # evaluated once, at the end, never for model selection
-        test_metrics.update(
-            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names)
-        )
-    if data.corrupt_images.count:
-        logger.warning("skipped %d corrupt images", data.corrupt_images.count)
-    if trainer.is_world_process_zero():
-        card_writer()
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
-    return test_metrics
+    return train_evaluate_and_report(trainer, prepared, training_args, card_writer, test_metrics)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,36 @@ def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=
     return metrics
 
 
+def train_evaluate_and_report(trainer, prepared: PreparedData, training_args, card_writer, test_metrics: dict) -> dict:
+    """The end of every classification script: train (resuming if asked), save, evaluate on the validation split,
+    evaluate the test split once (never used for selection) with its JSON and plots, write the card, push if asked.
+    `test_metrics` is filled in place (the card writer reads it) and returned."""
+    data = prepared.data
+    train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
+    print(f"process {training_args.process_index + 1}/{training_args.world_size}: trained "
+          f"{trainer.state.global_step} steps", flush=True)
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    if prepared.validation is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    if prepared.test is not None:  # evaluated once, at the end, never for model selection
+        test_metrics.update(
+            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names)
+        )
+    if data.corrupt_images.count:
+        logger.warning("skipped %d corrupt images", data.corrupt_images.count)
+    if trainer.is_world_process_zero():
+        card_writer()
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return test_metrics
+
+
 def format_results_table(rows: dict[str, dict]) -> str:
     """A markdown Many/Medium/Few/Acc/ECE table (percent) from {name: metrics}."""
     extra = any("distillation_accuracy" in m for m in rows.values())
