@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 IMBALANCE_PROFILES = ("exp", "step")
 VALIDATION_SPLIT_NAMES = ("validation", "val", "valid")
 DEFAULT_VALIDATION_PERCENTAGE = 10
+VALIDATION_SOURCES = ("auto", "unused", "pool")
 LONG_TAILED_INDICES_FILE = "long_tailed_indices.json"
 CLASS_COUNTS_FILE = "class_counts.json"
 
@@ -501,6 +502,17 @@ class DataArguments:
         default=None,
         metadata={"help": "Keep a seeded random subset of this many validation and test examples (debugging)."},
     )
+    validation_source: str = field(
+        default="auto",
+        metadata={
+            "help": "Where a carved validation split comes from when the dataset has none. 'unused': long-tail the "
+            "full training pool (the benchmark's counts, e.g. CIFAR-10-LT 5000 ... 50) and draw validation from the "
+            "images the long-tail draw left unused; 'pool': carve validation from the pool first, then long-tail "
+            "the rest (counts shrink by the percentage); 'auto': 'unused' when --imbalance_factor is set, else "
+            "'pool' (nothing is left over).",
+            "choices": list(VALIDATION_SOURCES),
+        },
+    )
     split_indices_file: str | None = field(
         default=None,
         metadata={
@@ -516,6 +528,8 @@ class DataArguments:
             )
         if self.imbalance_factor is not None and not self.imbalance_factor >= 1:
             raise ValueError(f"imbalance_factor must be >= 1 (rho = n_max / n_min), got {self.imbalance_factor!r}")
+        if self.validation_source not in VALIDATION_SOURCES:
+            raise ValueError(f"validation_source must be one of {list(VALIDATION_SOURCES)}, got {self.validation_source!r}")
         pct = self.validation_split_percentage
         if pct is not None and not 0 < pct < 100:
             raise ValueError(f"validation_split_percentage must be in (0, 100), got {pct!r}")
@@ -624,6 +638,32 @@ def carve_validation_split(
     return dataset.select(train_idx), dataset.select(sorted(val))
 
 
+def carve_unused_validation_split(
+    pool_labels: Sequence[int], used_indices: Sequence[int], percentage: float, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Validation rows drawn from the images a long-tail draw left unused (CIFAR-LT protocol).
+
+    Every class gives ``round(n_c * percentage / 100)`` images, ``n_c`` its size in the (balanced) pool, so the
+    split is balanced wherever the leftovers allow; a class with fewer unused images gives all it has (the head
+    class of CIFAR-LT keeps every image for training and gives none). Returns (sorted validation rows, classes
+    that gave fewer than their share). Only labels are read; seeded, so a resume draws the same rows.
+    """
+    labels = np.asarray(pool_labels, dtype=np.int64)
+    unused = np.ones(len(labels), dtype=bool)
+    unused[np.asarray(list(used_indices), dtype=np.int64)] = False
+    rng = np.random.default_rng(seed)
+    val, short = [], []
+    for c in np.unique(labels):
+        share = round(int((labels == c).sum()) * percentage / 100.0)
+        candidates = np.flatnonzero((labels == c) & unused)
+        if len(candidates) < share:
+            short.append(int(c))
+        k = min(share, len(candidates))
+        if k > 0:
+            val.extend(rng.choice(candidates, size=k, replace=False).tolist())
+    return sorted(int(i) for i in val), short
+
+
 def _labels_fingerprint(labels: Sequence[int]) -> str:
     """SHA-1 of the pool's label sequence: detects a saved split being applied to another pool."""
     return hashlib.sha1(np.asarray(labels, dtype=np.int64).tobytes()).hexdigest()
@@ -642,6 +682,20 @@ def _label_names(dataset: Dataset | IterableDataset, label_column: str, labels: 
             f"{unique[:5]} (encode them with `dataset.class_encode_column({label_column!r})`)"
         )
     return [str(v) for v in unique]
+
+
+def _resolve_validation_source(args: DataArguments, long_tailing: bool) -> str:
+    source = args.validation_source
+    if args.split_indices_file is not None and source == "auto":
+        source = _read_split_file(args.split_indices_file).get("validation_source") or "pool"  # as it was drawn
+    if source == "auto":
+        source = "unused" if long_tailing else "pool"
+    if source == "unused" and not long_tailing:
+        raise ValueError(
+            "--validation_source unused needs --imbalance_factor (or --split_indices_file): without a long-tail "
+            "draw no training image is left unused. Use --validation_source pool (or auto)."
+        )
+    return source
 
 
 def load_image_datasets(
@@ -709,18 +763,23 @@ def load_image_datasets(
         else:
             class_counts = class_counts_from_dataset(train, label_col, len(label_names))
     else:
+        validation_source = None
         if must_carve:
+            validation_source = _resolve_validation_source(args, needs_indices)
             pct = args.validation_split_percentage
             if pct is None:
                 pct = DEFAULT_VALIDATION_PERCENTAGE
                 logger.warning(
-                    "the dataset has no validation split (splits: %s): carving %d%% of the training pool "
-                    "(stratified, seed %d) for model selection; the test split is kept for the final evaluation",
+                    "the dataset has no validation split (splits: %s): carving %d%% of each class (stratified, seed "
+                    "%d, %s) for model selection; the test split is kept for the final evaluation",
                     splits,
                     pct,
                     args.lt_seed,
+                    "from the images the long-tail draw leaves unused" if validation_source == "unused"
+                    else "from the training pool before long-tailing",
                 )
-            train, validation = carve_validation_split(train, label_col, pct, seed=args.lt_seed)
+            if validation_source == "pool":
+                train, validation = carve_validation_split(train, label_col, pct, seed=args.lt_seed)
         pool_labels = read_labels(train, label_col)
         label_names = _label_names(train, label_col, pool_labels)
         num_classes = len(label_names)
@@ -737,6 +796,7 @@ def load_image_datasets(
             "imbalance_profile": args.imbalance_profile,
             "lt_seed": args.lt_seed,
             "dataset_name": args.dataset_name,
+            "validation_source": validation_source,
         }
         if args.split_indices_file is not None:
             payload = _read_split_file(args.split_indices_file)
@@ -772,7 +832,19 @@ def load_image_datasets(
             )
         if split_indices is not None:
             pool_size = len(train)
+            pool = train
             train = train.select(split_indices)
+            if validation_source == "unused":
+                val_rows, short = carve_unused_validation_split(pool_labels, split_indices, pct, seed=args.lt_seed)
+                validation = pool.select(val_rows)
+                if short:
+                    logger.warning(
+                        "validation: classes %s have fewer unused images than their %d%% share (the long-tail draw "
+                        "kept them for training); they are under-represented in the validation split. Pass "
+                        "--validation_source pool to carve validation before long-tailing instead.",
+                        short,
+                        pct,
+                    )
             if output_dir is not None:
                 save_split_indices(
                     split_indices,

@@ -353,7 +353,8 @@ def test_split_indices_from_another_pool_is_rejected(tmp_path):
         load_image_datasets(DataArguments(split_indices_file=str(tmp_path / "idx.json")))
     # same pool size, other images: a carve drawn with another lt_seed
     root = make_folder_dataset(tmp_path, {"train": [0, 1, 2] * 10})
-    args = {"dataset_name": str(root), "image_column_name": "img", "label_column_name": "target", "imbalance_factor": 2}
+    args = {"dataset_name": str(root), "image_column_name": "img", "label_column_name": "target", "imbalance_factor": 2,
+            "validation_source": "pool"}  # the pool depends on the carve's seed
     load_image_datasets(DataArguments(**args, lt_seed=0), output_dir=tmp_path / "run")
     saved = str(tmp_path / "run" / "long_tailed_indices.json")
     assert load_image_datasets(DataArguments(**args, lt_seed=0, split_indices_file=saved)).train is not None
@@ -420,6 +421,37 @@ def test_local_folder_carves_stratified_validation_and_keeps_test(tmp_path, capl
         )
     )
     assert class_counts_from_dataset(pct.validation, "target", 3) == [20, 15, 10]
+
+
+def test_long_tailed_pool_keeps_benchmark_counts_and_validates_on_unused_images(tmp_path, caplog):
+    # balanced pool of 3 classes x 20; rho 4 -> counts [20, 10, 5] (the benchmark's), validation from the leftovers
+    root = make_folder_dataset(tmp_path, {"train": [0] * 20 + [1] * 20 + [2] * 20, "test": [0, 1, 2]})
+    args = DataArguments(dataset_name=str(root), image_column_name="img", label_column_name="target",
+                         imbalance_factor=4, validation_split_percentage=25)
+    with caplog.at_level(logging.WARNING, logger="modeling_livt.data"):
+        data = load_image_datasets(args, output_dir=tmp_path / "out")
+    assert data.class_counts == long_tailed_counts(20, 3, 4) == [20, 10, 5]
+    # 25% of each class's 20 pool images = 5, capped by what the draw left: class 0 has none left
+    assert class_counts_from_dataset(data.validation, "target", 3) == [0, 5, 5]
+    assert "classes [0] have fewer unused images" in caplog.text
+    train_px = {im.getpixel((0, 0)) for im in data.train["img"]}
+    val_px = {im.getpixel((0, 0)) for im in data.validation["img"]}
+    assert len(val_px) == 10 and not train_px & val_px  # disjoint from training
+    # a resume from the saved split draws the same validation rows
+    again = load_image_datasets(DataArguments(
+        dataset_name=str(root), image_column_name="img", label_column_name="target", validation_split_percentage=25,
+        split_indices_file=str(tmp_path / "out" / "long_tailed_indices.json")))
+    assert {im.getpixel((0, 0)) for im in again.validation["img"]} == val_px
+    assert again.class_counts == [20, 10, 5]
+    # the old protocol stays available: carve from the pool first, then long-tail what is left
+    old = load_image_datasets(DataArguments(
+        dataset_name=str(root), image_column_name="img", label_column_name="target", imbalance_factor=4,
+        validation_split_percentage=25, validation_source="pool"))
+    assert class_counts_from_dataset(old.validation, "target", 3) == [5, 5, 5]
+    assert old.class_counts == long_tailed_counts(15, 3, 4)
+    with pytest.raises(ValueError, match="needs --imbalance_factor"):
+        load_image_datasets(DataArguments(dataset_name=str(root), image_column_name="img", label_column_name="target",
+                                          validation_source="unused"))
 
 
 def test_carve_validation_split_seeded():
