@@ -529,7 +529,9 @@ class DataArguments:
         if self.imbalance_factor is not None and not self.imbalance_factor >= 1:
             raise ValueError(f"imbalance_factor must be >= 1 (rho = n_max / n_min), got {self.imbalance_factor!r}")
         if self.validation_source not in VALIDATION_SOURCES:
-            raise ValueError(f"validation_source must be one of {list(VALIDATION_SOURCES)}, got {self.validation_source!r}")
+            raise ValueError(
+                f"validation_source must be one of {list(VALIDATION_SOURCES)}, got {self.validation_source!r}"
+            )
         pct = self.validation_split_percentage
         if pct is not None and not 0 < pct < 100:
             raise ValueError(f"validation_split_percentage must be in (0, 100), got {pct!r}")

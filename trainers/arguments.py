@@ -22,6 +22,10 @@ class LongTailTrainingArguments(TrainingArguments):
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (none on biases/norms/tokens)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Per-step schedule after warmup."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (a value below 1 is a ratio)."})
+    max_grad_norm: float = field(
+        default=0.0,
+        metadata={"help": "Gradient clipping norm; 0 turns it off (neither official repo clips; transformers: 1.0)."},
+    )
     report_to: str | None = field(
         default_factory=lambda: "tensorboard" if is_tensorboard_available() else "none",
         metadata={"help": "Loggers; tensorboard by default when it is installed."},
