@@ -220,7 +220,7 @@ def _make_transform_fn(
                 # the example's own RNG stream: the same augmentation whatever the worker count, the process count
                 # or a resume, and the global RNG (model dropout/masking) is left untouched
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(example_seed(fn.seed, fn.epoch, int(index)))
+                    torch.manual_seed(example_seed(fn.seed, int(fn.epoch_tensor), int(index)))
                     pixel_values.append(transform(to_rgb(image)))
             else:
                 pixel_values.append(transform(to_rgb(image)))
@@ -235,7 +235,11 @@ def _make_transform_fn(
         return out
 
     fn.image_column, fn.label_column = image_column, label_column
-    fn.seed, fn.epoch = seed, 0  # epoch: set at each epoch start (trainers' AugmentationEpochCallback)
+    fn.seed = seed
+    # The epoch lives in shared memory: DataLoader workers (persistent ones too) read what the trainer sets at each
+    # epoch start in the main process, instead of the value their copy of the dataset had when they started.
+    fn.epoch_tensor = torch.zeros((), dtype=torch.int64).share_memory_()
+    fn.set_epoch = lambda epoch: fn.epoch_tensor.fill_(int(epoch))
     return fn
 
 
@@ -250,9 +254,10 @@ def make_train_transform_fn(
 ) -> Callable:
     """Batched function ``fn(batch, indices=None) -> {"pixel_values": [tensors], "labels": [ints]}``.
 
-    With ``seed``, each example is augmented under its own RNG seeded by (seed, ``fn.epoch``, example index), so
+    With ``seed``, each example is augmented under its own RNG seeded by (seed, epoch, example index), so
     augmentations do not depend on DataLoader workers, processes or a resume from a checkpoint, and do not consume
-    the global RNG (`apply_transform` adds the index column for map-style datasets).
+    the global RNG (`apply_transform` adds the index column for map-style datasets). ``fn.set_epoch(e)`` sets the
+    epoch (shared memory, so DataLoader workers see it); the package's trainers call it at every epoch start.
 
     For ``Dataset.set_transform`` / ``with_transform`` and ``IterableDataset.map(batched=True,
     with_indices=True)`` (see `apply_transform`). Every image is converted with ``to_rgb`` first. Values

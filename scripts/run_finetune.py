@@ -83,7 +83,6 @@ def main(argv=None):
         data_collator=prepared.train_collator,
         eval_data_collator=prepared.eval_collator,
         processing_class=prepared.image_processor,
-        callbacks=prepared.callbacks,
         model_card_writer=card_writer,
     )
     return train_evaluate_and_report(trainer, prepared, training_args, card_writer, test_metrics)

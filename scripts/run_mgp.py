@@ -47,7 +47,6 @@ def main(argv=None):
         eval_dataset=prepared.validation if training_args.eval_strategy != "no" else None,
         data_collator=prepared.eval_collator,
         processing_class=prepared.image_processor,
-        callbacks=prepared.callbacks,
     )
     train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
     trainer.save_model()

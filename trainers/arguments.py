@@ -22,6 +22,11 @@ class LongTailTrainingArguments(TrainingArguments):
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (none on biases/norms/tokens)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Per-step schedule after warmup."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (a value below 1 is a ratio)."})
+    repeated_augmentation: int = field(
+        default=1,
+        metadata={"help": "Repeated augmentation (DeiT's RASampler): each epoch shows a 1/N share of the images N "
+                  "times each, every copy augmented differently (copies on different processes under DDP); 1 = off."},
+    )
     max_grad_norm: float = field(
         default=0.0,
         metadata={"help": "Gradient clipping norm; 0 turns it off (neither official repo clips; transformers: 1.0)."},

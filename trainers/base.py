@@ -15,9 +15,12 @@ import torch
 from huggingface_hub import constants as hub_constants
 from safetensors import safe_open
 from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
+
+from modeling_livt.transforms import INDEX_COLUMN
 
 from .optim import param_groups, scaled_learning_rate
+from .sampling import AugmentationEpochCallback, RepeatedAugmentationSampler, repeat_rows, seeded_transforms
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,8 +60,38 @@ class LongTailTrainerMixin:
     def __init__(self, *args, **kwargs):
         check_hub_access(kwargs.get("args", args[1] if len(args) > 1 else None))  # Trainer creates the repo in init
         super().__init__(*args, **kwargs)
+        self.add_callback(AugmentationEpochCallback(self))  # every epoch draws new (seeded) augmentations
+        self._setup_repeated_augmentation()
         if os.environ.get(FAULT_KILL_AT_STEP):
             self.add_callback(_FaultInjectionCallback())
+
+    def _setup_repeated_augmentation(self):
+        self.repeated_augmentation_images = None
+        repeats = getattr(self.args, "repeated_augmentation", 1) or 1
+        if repeats == 1 or self.train_dataset is None:
+            return
+        if not has_length(self.train_dataset):
+            raise ValueError(
+                f"--repeated_augmentation {repeats} needs a map-style training set (it samples images by index); "
+                "drop --streaming or pass --repeated_augmentation 1."
+            )
+        self.repeated_augmentation_images = len(self.train_dataset)
+        columns = getattr(self.train_dataset, "column_names", None) or []
+        if INDEX_COLUMN in columns and seeded_transforms(self.train_dataset):
+            self.train_dataset = repeat_rows(self.train_dataset, repeats)  # each copy gets its own augmentation
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.repeated_augmentation_images is None:
+            return super()._get_train_sampler(train_dataset)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        return RepeatedAugmentationSampler(
+            self.repeated_augmentation_images,
+            num_repeats=self.args.repeated_augmentation,
+            num_processes=self.args.world_size,
+            batch_size=self.args.per_device_train_batch_size,
+            seed=self.args.seed,
+            copies_are_rows=len(dataset) > self.repeated_augmentation_images,
+        )
 
     def _setup_long_tail(self, eval_data_collator=None, model_card_writer: Callable[[], None] | None = None):
         self.model_accepts_loss_kwargs = False

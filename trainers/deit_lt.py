@@ -429,10 +429,14 @@ class DistillationArguments:
 
 @dataclass
 class DeiTLTTrainingArguments(FinetuneTrainingArguments):
-    """DeiT-LT defaults: AdamW lr 5e-4 (DeiT: 5e-4 x batch / 512), no layer decay (0.75 suits a LiVT MGP start)."""
+    """DeiT-LT defaults: AdamW lr 5e-4 (DeiT: 5e-4 x batch / 512), no layer decay (0.75 suits a LiVT MGP start),
+    repeated augmentation x3 (DeiT's RASampler)."""
 
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate."})
     layer_decay: float = field(default=1.0, metadata={"help": "Layer-wise lr decay (1.0: off, training from scratch)."})
+    repeated_augmentation: int = field(
+        default=3, metadata={"help": "Repeated augmentation (DeiT's RASampler, on in the official runs); 1 = off."}
+    )
 
 
 __all__ = [

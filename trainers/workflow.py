@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from transformers import PreTrainedConfig, TrainerCallback
+from transformers import PreTrainedConfig
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_livt.config_overrides import parse_config_overrides
@@ -52,18 +52,6 @@ class PreparedData:
     image_processor: object
     mean: tuple
     std: tuple
-    callbacks: list
-
-
-class AugmentationEpochCallback(TrainerCallback):
-    """Tells seeded transforms the epoch, so each epoch draws new (but reproducible) augmentations."""
-
-    def __init__(self, *transform_fns):
-        self.transform_fns = transform_fns
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        for fn in self.transform_fns:
-            fn.epoch = int(state.epoch or 0)
 
 
 def build_config(model_args, config_class=LiVTConfig, presets=LIVT_PRESETS, **fields) -> PreTrainedConfig:
@@ -143,7 +131,6 @@ def prepare_data(
         image_processor=processor,
         mean=tuple(mean),
         std=tuple(std),
-        callbacks=[AugmentationEpochCallback(train_fn)],
     )
 
 
