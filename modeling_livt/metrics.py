@@ -30,6 +30,7 @@ __all__ = [
     "DEIT_LT_INDEX_BOUNDS",
     "LONG_TAIL_METRIC_PATH",
     "long_tail_metrics",
+    "parse_index_bounds",
     "reliability_bins",
     "shot_groups",
 ]
@@ -73,6 +74,71 @@ _BOUNDS_ALIASES = {
     "inat2018": "inat18",
     "inaturalist2018": "inat18",
 }
+
+
+#: What a command-line ``--index_bounds`` takes (error messages list these).
+INDEX_BOUNDS_CHOICES = (
+    "cifar10, cifar100, imagenet_lt, inat18 (DeiT-LT's bounds), 'auto' (one of those, told by the dataset's name or "
+    "folder), or an explicit pair HEAD_END,TAIL_START (e.g. 3,7)"
+)
+
+
+def _bounds_key(name: str) -> str | None:
+    return _BOUNDS_ALIASES.get(re.sub(r"[^0-9a-z]", "", str(name).lower()))
+
+
+def parse_index_bounds(value, dataset=None):
+    """A command-line ``--index_bounds`` value as :func:`long_tail_metrics` takes it (``split="index"``), or None.
+
+    ``None`` / ``""`` / ``"none"``: off. A name (``cifar10``, ``cifar100``, ``imagenet_lt``, ``inat18``, or an official
+    ``--data-set`` spelling such as ``CIFAR10LT``) gives its key in :data:`DEIT_LT_INDEX_BOUNDS`; ``"3,7"`` or a pair
+    gives ``(3, 7)``. ``"auto"`` picks the benchmark named by ``dataset`` (a dataset name or folder, or several: every
+    path component is tried, e.g. ``uoft-cs/cifar10``, ``../shared/data/cifar10``, ``data/ImageNet-LT/train``) and is an
+    error when no known benchmark (or more than one) is named: nothing is inferred silently. Without ``dataset``,
+    ``"auto"`` is returned as is (a syntax check). Whether the bounds fit the number of classes is checked where the
+    class counts are known (:func:`shot_groups`).
+    """
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"index_bounds must be a pair (head_end, tail_start), got {value!r}")
+        return _index_pair(value)
+    text = str(value).strip()
+    if text.lower() in ("", "none", "off"):
+        return None
+    if "," in text:
+        parts = text.split(",")
+        if len(parts) != 2:
+            raise ValueError(f"--index_bounds {value!r}: expected HEAD_END,TAIL_START (e.g. 3,7)")
+        return _index_pair(parts)
+    if text.lower() == "auto":
+        if dataset is None:
+            return "auto"
+        sources = [dataset] if isinstance(dataset, str) else [d for d in dataset if d]
+        components = [c for source in sources for c in re.split(r"[/\\]+", str(source)) if c]
+        keys = {k for k in map(_bounds_key, components) if k is not None}
+        if len(keys) != 1:
+            found = f"several ({sorted(keys)})" if keys else "none"
+            raise ValueError(
+                f"--index_bounds auto: cannot tell which DeiT-LT benchmark {sources} is ({found} of "
+                f"{sorted(DEIT_LT_INDEX_BOUNDS)} named in it); pass one of: {INDEX_BOUNDS_CHOICES}"
+            )
+        return keys.pop()
+    key = _bounds_key(text)
+    if key is None:
+        raise ValueError(f"unknown --index_bounds {value!r}; choose one of: {INDEX_BOUNDS_CHOICES}")
+    return key
+
+
+def _index_pair(parts) -> tuple[int, int]:
+    try:
+        low, high = (int(str(p).strip()) for p in parts)
+    except ValueError:
+        raise ValueError(f"--index_bounds {parts!r}: HEAD_END and TAIL_START must be integers (e.g. 3,7)") from None
+    if not 0 <= low <= high:
+        raise ValueError(f"--index_bounds {low},{high}: need 0 <= HEAD_END <= TAIL_START")
+    return low, high
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Model cards with long-tail results, written with huggingface_hub's `ModelCard` / `ModelCardData`.
 
 The templates live in the repository's `model_cards/` folder (`livt.md.j2`, `deit_lt.md.j2`); `model-index` carries
-accuracy, many/medium/few-shot accuracy and ECE (Trainer's own card only knows plain accuracy).
+accuracy, many/medium/few-shot accuracy, DeiT-LT's head/mid/tail (sorted-index) accuracy when evaluated with
+`--index_bounds`, and ECE (Trainer's own card only knows plain accuracy).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ CARD_METRICS = {
     "many_shot_accuracy": "Many-shot accuracy",
     "medium_shot_accuracy": "Medium-shot accuracy",
     "few_shot_accuracy": "Few-shot accuracy",
+    "index_head_accuracy": "Head accuracy (DeiT-LT index split)",
+    "index_mid_accuracy": "Mid accuracy (DeiT-LT index split)",
+    "index_tail_accuracy": "Tail accuracy (DeiT-LT index split)",
     "ece": "Expected calibration error",
     "cls_accuracy": "CLS-head accuracy",
     "distillation_accuracy": "DIST-head accuracy",
@@ -45,6 +49,19 @@ def eval_results(metrics: dict, dataset_name: str, dataset_split: str = "test") 
             )
         )
     return results
+
+
+def index_split_rows(metrics: dict, num_classes: int) -> list[tuple[str, str]]:
+    """(metric key, table label) of DeiT-LT's head/mid/tail rows, when the metrics carry them (`--index_bounds`)."""
+    bounds = metrics.get("index_bounds")
+    if not bounds:
+        return []
+    head_end, tail_start = (int(b) for b in bounds)
+    return [
+        ("index_head_accuracy", f"Head (DeiT-LT split: the {head_end} most frequent classes)"),
+        ("index_mid_accuracy", f"Mid (classes {head_end + 1}-{tail_start} by training count)"),
+        ("index_tail_accuracy", f"Tail (the {num_classes - tail_start} least frequent classes)"),
+    ]
 
 
 def write_model_card(
@@ -87,6 +104,8 @@ def write_model_card(
         observed_imbalance=max(class_counts) / max(1, min(class_counts)) if class_counts else None,
         dataset_name=dataset_name,
         recipe=recipe or {},
+        index_rows=index_split_rows(metrics, len(class_counts)),
+        index_bounds=metrics.get("index_bounds"),
         teacher=teacher,
         base_model=base_model,
         has_per_class_plot=(output_dir / "per_class_accuracy.png").exists(),

@@ -32,6 +32,9 @@ NORMALIZATION_STATS: dict[str, tuple[tuple[float, float, float], tuple[float, fl
     "cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     # scikit-learn digits as built by data.load_digits_dataset (all 1,797 images; grey, so equal channels).
     "digits": ((0.3053, 0.3053, 0.3053), (0.3759, 0.3759, 0.3759)),
+    # LiVT's dataset statistics (official util/datasets.py get_mean_std and main_pretrain.py), used by both its stages
+    "imagenet_lt": ((0.479672, 0.457713, 0.407721), (0.278976, 0.271203, 0.286062)),
+    "inat18": ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192)),
 }
 
 # LiVT (MAE code) evaluates with crop_pct 224/256 = 0.875 up to 224 px, and 1.0 (no margin) above.

@@ -18,9 +18,11 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Tr
 
 import modeling_livt  # noqa: E402,F401  (registers our Auto classes)
 from modeling_livt.data import CLASS_COUNTS_FILE, DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.metrics import parse_index_bounds  # noqa: E402
 from modeling_livt.model_card import write_model_card  # noqa: E402
 from modeling_livt.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_eval_transform_fn  # noqa: E402
-from trainers.workflow import evaluate_and_report  # noqa: E402
+from trainers.arguments import INDEX_BOUNDS_HELP  # noqa: E402
+from trainers.workflow import data_sources, evaluate_and_report, resolve_index_bounds  # noqa: E402
 
 
 @dataclass
@@ -29,17 +31,11 @@ class EvalArguments:
     output_dir: str = field(metadata={"help": "Where eval_results.json and the plots go."})
     split: str = field(default="test", metadata={"help": "Split to evaluate: test (default) or validation."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size."})
-    index_bounds: str | None = field(
-        default=None, metadata={"help": "Also report DeiT-LT's sorted-index split, e.g. cifar10 or '3,7'."}
-    )
+    index_bounds: str | None = field(default=None, metadata={"help": INDEX_BOUNDS_HELP})
     write_card: bool = field(default=True, metadata={"help": "Write/refresh README.md in output_dir."})
 
-
-def _index_bounds(value):
-    if value is None or "," not in value:
-        return value
-    low, high = value.split(",")
-    return int(low), int(high)
+    def __post_init__(self):
+        parse_index_bounds(self.index_bounds)  # a bad name fails before the model is loaded
 
 
 def main(argv=None):
@@ -54,6 +50,7 @@ def main(argv=None):
         raise ValueError(
             f"The model has {model.config.num_labels} labels but the dataset has {data.num_classes} classes."
         )
+    index_bounds = resolve_index_bounds(eval_args.index_bounds, data_sources(data_args), class_counts)
     split = data.test if eval_args.split == "test" else data.validation
     if split is None:
         raise ValueError(f"The dataset has no {eval_args.split!r} split.")
@@ -74,7 +71,7 @@ def main(argv=None):
         eval_args.output_dir,
         data.label_names,
         split_name=eval_args.split,
-        index_bounds=_index_bounds(eval_args.index_bounds),
+        index_bounds=index_bounds,
     )
     with open(os.path.join(eval_args.output_dir, CLASS_COUNTS_FILE), "w", encoding="utf-8") as f:
         json.dump(class_counts, f)
@@ -94,7 +91,9 @@ def main(argv=None):
         )
     summary = {
         k: metrics[k]
-        for k in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "ece", "mce")
+        for k in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "index_head_accuracy",
+                  "index_mid_accuracy", "index_tail_accuracy", "ece", "mce")
+        if k in metrics
     }
     print(json.dumps(summary, indent=2))
     return metrics

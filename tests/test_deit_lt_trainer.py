@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForImageClassification,
@@ -440,6 +441,52 @@ def test_from_scratch_with_json_arguments(teacher_dir, tmp_path):
     config = json.loads((tmp_path / "o" / "config.json").read_text())
     assert config["num_hidden_layers"] == 1 and config["distillation_alpha"] == 0.3 and config["cls_loss_type"] == "ce"
     assert "input 48 px" in (tmp_path / "o" / "README.md").read_text()
+
+
+SMALL_STUDENT = ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--config_overrides",
+                 "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"]
+
+
+def test_index_bounds_report_head_mid_tail_in_results_and_card(teacher_dir, tmp_path):
+    """--index_bounds 2,6 on digits (10 classes): eval_results.json's head/mid/tail are the means of the saved
+    per-class accuracies over the classes sorted by their saved training counts, cut at 2 and 6; the card shows them."""
+    out = tmp_path / "o"
+    metrics = run_deit_lt.main(DATA + FAST + SMALL_STUDENT + [
+        "--teacher_name_or_path", str(teacher_dir), "--output_dir", str(out), "--max_steps", "2",
+        "--index_bounds", "2,6",
+    ])
+    results = json.loads((out / "eval_results.json").read_text())
+    counts = json.loads((out / "class_counts.json").read_text())
+    per_class = results["per_class_accuracy"]
+    order = sorted(range(len(counts)), key=lambda c: (-counts[c], c))  # descending count, ties by class id
+    assert results["index_bounds"] == [2, 6]
+    card = (out / "README.md").read_text()
+    model_index = {r.metric_type: r.metric_value for r in ModelCard.load(out / "README.md").data.eval_results}
+    for name, (start, stop) in {"head": (0, 2), "mid": (2, 6), "tail": (6, 10)}.items():
+        expected = float(np.mean([per_class[c] for c in order[start:stop]]))
+        assert results[f"index_{name}_accuracy"] == pytest.approx(expected, abs=1e-12), name
+        assert metrics[f"index_{name}_accuracy"] == pytest.approx(expected, abs=1e-12), name
+        # the table row and the model-index entry
+        assert f"| {100 * expected:.2f} % |" in card, name
+        assert model_index[f"index_{name}_accuracy"] == pytest.approx(expected, abs=1e-4), name
+    assert "Head (DeiT-LT split: the 2 most frequent classes)" in card
+    assert "Tail (the 4 least frequent classes)" in card and "cut at sorted positions 2 and 6" in card
+
+
+def test_bad_index_bounds_name_is_a_clear_error_before_anything_runs(teacher_dir, tmp_path):
+    args = DATA + FAST + SMALL_STUDENT + ["--teacher_name_or_path", str(teacher_dir), "--output_dir",
+                                          str(tmp_path / "o"), "--max_steps", "1"]
+    with pytest.raises(ValueError, match=r"unknown --index_bounds 'cifar_10_lt_x'.*cifar10, cifar100, imagenet_lt, "
+                       r"inat18.*'auto'.*HEAD_END,TAIL_START"):
+        run_deit_lt.main(args + ["--index_bounds", "cifar_10_lt_x"])
+    assert not (tmp_path / "o").exists()
+    # 'auto' infers nothing from a dataset that is not a DeiT-LT benchmark: an error before training
+    with pytest.raises(ValueError, match=r"--index_bounds auto: cannot tell which DeiT-LT benchmark \['digits'\]"):
+        run_deit_lt.main(args + ["--index_bounds", "auto"])
+    # bounds past the number of classes
+    with pytest.raises(ValueError, match=r"num_classes=10"):
+        run_deit_lt.main(args + ["--index_bounds", "3,11"])
+    assert not (tmp_path / "o" / "checkpoint-1").exists()
 
 
 def test_teacher_with_other_classes_fails_before_training(tmp_path):

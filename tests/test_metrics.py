@@ -329,3 +329,24 @@ def test_plots_write_png(tmp_path):
     path = tmp_path / "c" / "reliability.png"
     assert plot_reliability_diagram(torch.from_numpy(logits).bfloat16(), labels, path, title="t") == str(path)
     _assert_png(path)
+
+
+def test_parse_index_bounds_names_pairs_and_auto():
+    from modeling_livt.metrics import parse_index_bounds
+
+    assert parse_index_bounds(None) is None and parse_index_bounds("none") is None
+    assert parse_index_bounds("CIFAR10LT") == "cifar10" and parse_index_bounds("imagenet-lt") == "imagenet_lt"
+    assert parse_index_bounds("3, 7") == (3, 7) and parse_index_bounds([36, 71]) == (36, 71)
+    assert parse_index_bounds("auto") == "auto"  # syntax check only: resolved where the data is known
+    assert parse_index_bounds("auto", "uoft-cs/cifar100") == "cifar100"
+    assert parse_index_bounds("auto", "../shared/data/cifar10") == "cifar10"
+    assert parse_index_bounds("auto", ["data/ImageNet-LT/train"]) == "imagenet_lt"
+    assert parse_index_bounds("auto", "data/iNat18/train") == "inat18"
+    with pytest.raises(ValueError, match="cifar10, cifar100, imagenet_lt, inat18"):
+        parse_index_bounds("places_lt")
+    with pytest.raises(ValueError, match="cannot tell which DeiT-LT benchmark"):
+        parse_index_bounds("auto", "digits")
+    with pytest.raises(ValueError, match="HEAD_END <= TAIL_START"):
+        parse_index_bounds("7,3")
+    with pytest.raises(ValueError, match="integers"):
+        parse_index_bounds("a,b")

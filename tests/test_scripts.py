@@ -138,7 +138,8 @@ def test_pipeline_matches_our_eval_path(finetuned):
 
 def test_run_eval_reproduces_finetune_test_metrics(finetuned, tmp_path):
     out, metrics = finetuned
-    result = run_eval.main(["--model_name_or_path", str(out), "--output_dir", str(tmp_path)] + DATA[:4])
+    result = run_eval.main(["--model_name_or_path", str(out), "--output_dir", str(tmp_path), "--index_bounds", "3,7"]
+                           + DATA[:4])
     assert result["accuracy"] == pytest.approx(metrics["accuracy"])
     assert result["few_shot_accuracy"] == pytest.approx(metrics["few_shot_accuracy"])
     saved = json.loads((tmp_path / "eval_results.json").read_text())
@@ -152,6 +153,10 @@ def test_run_eval_reproduces_finetune_test_metrics(finetuned, tmp_path):
         "per_class_accuracy",
     }
     assert len(saved["per_class_accuracy"]) == 10
+    # DeiT-LT's head/mid/tail split, under the same names as run_deit_lt's results and the card's model-index
+    assert saved["index_bounds"] == [3, 7]
+    assert {"index_head_accuracy", "index_mid_accuracy", "index_tail_accuracy"} <= set(saved)
+    assert "type: index_tail_accuracy" in (tmp_path / "README.md").read_text()
     assert (tmp_path / "per_class_accuracy.png").stat().st_size > 1000
     assert (tmp_path / "reliability_diagram.png").stat().st_size > 1000
 
@@ -188,6 +193,8 @@ def test_help(script):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--output_dir" in result.stdout
+    if script in ("run_finetune.py", "run_eval.py"):  # the classification scripts share --index_bounds
+        assert "--index_bounds" in result.stdout
 
 
 def test_streaming_without_max_steps_is_a_clear_error(tmp_path):

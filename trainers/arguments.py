@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
+from modeling_livt.metrics import parse_index_bounds
+
+# `--index_bounds` of every classification script (run_finetune, run_teacher, run_deit_lt) and of run_eval.py
+INDEX_BOUNDS_HELP = (
+    "Also report DeiT-LT's head/mid/tail split (classes sorted by training count, cut at two positions): cifar10 "
+    "(3,7), cifar100 (36,71), imagenet_lt (390,835), inat18 (842,4543), 'auto' (one of those, told by the dataset's "
+    "name or training folder; an error when it names none) or an explicit 'HEAD_END,TAIL_START'. Default: off (only "
+    "the many/medium/few count groups)."
+)
+
 
 @dataclass
 class LongTailTrainingArguments(TrainingArguments):
@@ -78,7 +88,8 @@ class AugmentationArguments:
 
     normalization: str = field(
         default="imagenet",
-        metadata={"help": "Mean/std: imagenet, cifar, digits, or 'dataset' (computed on the training split)."},
+        metadata={"help": "Mean/std: imagenet, cifar, digits, imagenet_lt, inat18 (LiVT's dataset statistics), or "
+                  "'dataset' (computed on the training split)."},
     )
     mixup: float = field(default=0.8, metadata={"help": "MixUp alpha (0 disables)."})
     cutmix: float = field(default=1.0, metadata={"help": "CutMix alpha (0 disables)."})
@@ -99,3 +110,8 @@ class FinetuneTrainingArguments(LongTailTrainingArguments):
     metric_for_best_model: str = field(default="accuracy", metadata={"help": "Validation metric for model selection."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image column for the transform."})
+    index_bounds: str | None = field(default=None, metadata={"help": INDEX_BOUNDS_HELP})
+
+    def __post_init__(self):
+        super().__post_init__()
+        parse_index_bounds(self.index_bounds)  # a bad name fails here, before any data is loaded

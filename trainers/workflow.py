@@ -16,7 +16,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from modeling_livt.config_overrides import parse_config_overrides
 from modeling_livt.configuration_livt import LIVT_PRESETS, LiVTConfig
 from modeling_livt.data import LONG_TAILED_INDICES_FILE, DataArguments, LongTailedData, load_image_datasets
-from modeling_livt.metrics import long_tail_metrics
+from modeling_livt.metrics import long_tail_metrics, parse_index_bounds, shot_groups
 from modeling_livt.plots import plot_per_class_accuracy, plot_reliability_diagram
 from modeling_livt.transforms import (
     DefaultImageCollator,
@@ -52,6 +52,7 @@ class PreparedData:
     image_processor: object
     mean: tuple
     std: tuple
+    data_sources: tuple = ()  # dataset name or training folder: what `--index_bounds auto` reads
 
 
 def build_config(model_args, config_class=LiVTConfig, presets=LIVT_PRESETS, **fields) -> PreTrainedConfig:
@@ -131,7 +132,22 @@ def prepare_data(
         image_processor=processor,
         mean=tuple(mean),
         std=tuple(std),
+        data_sources=data_sources(data_args),
     )
+
+
+def data_sources(data_args: DataArguments) -> tuple[str, ...]:
+    """The names that identify the data (the training folder when given, else the dataset name or folder)."""
+    return (data_args.train_dir,) if data_args.train_dir else (data_args.dataset_name,)
+
+
+def resolve_index_bounds(value, sources, class_counts):
+    """`--index_bounds` resolved for this data (None when off), checked against its number of classes now, before
+    any training, so that a wrong name or pair fails at start-up rather than at the final evaluation."""
+    bounds = parse_index_bounds(value, sources)
+    if bounds is not None:
+        shot_groups(class_counts, split="index", index_bounds=bounds)
+    return bounds
 
 
 def resolve_resume_checkpoint(training_args) -> str | None:
@@ -154,7 +170,10 @@ def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=
     """Predict `dataset` once, compute the long-tail metrics and write eval_results.json and the two plots.
 
     Returns the metrics dict (with per-class accuracy); DeiT-LT predictions (avg, cls, dist logits) add
-    `cls_accuracy` and `distillation_accuracy`.
+    `cls_accuracy` and `distillation_accuracy`. With `index_bounds` (a `DEIT_LT_INDEX_BOUNDS` name or a
+    (head_end, tail_start) pair) it adds DeiT-LT's sorted-index split: `index_head_accuracy`, `index_mid_accuracy`,
+    `index_tail_accuracy` (mean per-class accuracy of the classes at sorted-count positions [0, head_end),
+    [head_end, tail_start), [tail_start, C)) and the resolved `index_bounds` pair.
     """
     prediction = trainer.predict(dataset, metric_key_prefix=split_name)
     predictions = prediction.predictions
@@ -164,8 +183,10 @@ def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=
     if index_bounds is not None:
         index_metrics = long_tail_metrics(np.asarray(logits), labels, class_counts, split="index",
                                           index_bounds=index_bounds)
-        for group in ("many", "medium", "few"):
-            metrics[f"index_{group}_accuracy"] = index_metrics[f"{group}_shot_accuracy"]
+        for group, name in (("many", "head"), ("medium", "mid"), ("few", "tail")):
+            metrics[f"index_{name}_accuracy"] = index_metrics[f"{group}_shot_accuracy"]
+        head_end = len(index_metrics["many_shot_classes"])
+        metrics["index_bounds"] = [head_end, head_end + len(index_metrics["medium_shot_classes"])]
     if isinstance(predictions, (tuple, list)) and len(predictions) >= 3:
         metrics["cls_accuracy"] = float((np.asarray(predictions[1]).argmax(-1) == labels).mean())
         metrics["distillation_accuracy"] = float((np.asarray(predictions[2]).argmax(-1) == labels).mean())
@@ -186,8 +207,11 @@ def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=
 def train_evaluate_and_report(trainer, prepared: PreparedData, training_args, card_writer, test_metrics: dict) -> dict:
     """The end of every classification script: train (resuming if asked), save, evaluate on the validation split,
     evaluate the test split once (never used for selection) with its JSON and plots, write the card, push if asked.
-    `test_metrics` is filled in place (the card writer reads it) and returned."""
+    `test_metrics` is filled in place (the card writer reads it) and returned. `training_args.index_bounds` (the
+    classification scripts' `--index_bounds`) adds DeiT-LT's head/mid/tail split to the test metrics."""
     data = prepared.data
+    index_bounds = resolve_index_bounds(getattr(training_args, "index_bounds", None), prepared.data_sources,
+                                        data.class_counts)
     train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
     print(f"process {training_args.process_index + 1}/{training_args.world_size}: trained "
           f"{trainer.state.global_step} steps", flush=True)
@@ -202,7 +226,8 @@ def train_evaluate_and_report(trainer, prepared: PreparedData, training_args, ca
         trainer.save_metrics("eval", metrics)
     if prepared.test is not None:  # evaluated once, at the end, never for model selection
         test_metrics.update(
-            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names)
+            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names,
+                                index_bounds=index_bounds)
         )
     if data.corrupt_images.count:
         logger.warning("skipped %d corrupt images", data.corrupt_images.count)

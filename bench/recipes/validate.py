@@ -54,6 +54,8 @@ def dataclasses_of(script: str) -> tuple:
 def main() -> int:
     import torch
 
+    from modeling_livt.transforms import get_normalization
+
     failures = 0
     for path in sorted(HERE.glob("*.json")):
         script = script_of(path.name)
@@ -66,6 +68,9 @@ def main() -> int:
             # what scripts/_cli.py does with a single .json argument (unknown keys raise)
             parsed = HfArgumentParser(dataclasses_of(script)).parse_dict(recipe)
             training = parsed[-1]
+            for args in parsed:  # a named mean/std preset must exist (the scripts would refuse it only at start-up)
+                if getattr(args, "normalization", "dataset") != "dataset":
+                    get_normalization(args.normalization)
             batch = training.per_device_train_batch_size * training.gradient_accumulation_steps
             print(f"ok    {path.name:40s} -> scripts/{script:16s} {training.num_train_epochs:g} epochs, "
                   f"{batch} images per step and GPU{note}")
