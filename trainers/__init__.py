@@ -4,6 +4,7 @@ and reporting. Imports flow one way: scripts -> trainers -> modeling_livt."""
 from .arguments import AugmentationArguments, LongTailTrainingArguments, MGPTrainingArguments, ModelArguments
 from .balanced import BalancedTrainer, LongTailMetrics
 from .base import NonFiniteLossError, check_hub_access
+from .ema import ModelEMACallback
 from .mgp import MGPTrainer
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "MGPTrainer",
     "MGPTrainingArguments",
     "ModelArguments",
+    "ModelEMACallback",
     "NonFiniteLossError",
     "check_hub_access",
 ]

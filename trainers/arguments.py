@@ -45,6 +45,18 @@ class LongTailTrainingArguments(TrainingArguments):
         default_factory=lambda: "tensorboard" if is_tensorboard_available() else "none",
         metadata={"help": "Loggers; tensorboard by default when it is installed."},
     )
+    model_ema: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep an EMA of the weights (DeiT/DeiT-LT: on), updated after every optimizer step, saved in each "
+            "checkpoint (model_ema.safetensors) and at the end as OUTPUT_DIR/ema/ (a from_pretrained folder). "
+            "Evaluation and model selection use the raw model, as DeiT."
+        },
+    )
+    model_ema_decay: float = field(default=0.99996, metadata={"help": "EMA decay per optimizer step (DeiT: 0.99996)."})
+    model_ema_force_cpu: bool = field(
+        default=False, metadata={"help": "Keep the EMA on the CPU (saves accelerator memory; DeiT's flag)."}
+    )
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """What every trainer of the package shares: the MAE learning-rate rule, AdamW parameter groups (no decay on
 biases/norms/tokens, optional layer-wise decay), a separate eval collator, our model card, a loud NaN guard, atomic
-checkpoints and a strict resume."""
+checkpoints, a strict resume and an optional model EMA (saved and resumed with the checkpoints)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -19,8 +20,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate
 
 from modeling_livt.transforms import INDEX_COLUMN
 
+from .ema import EMA_DIR_NAME, EMA_WEIGHTS_NAME, ModelEMACallback, check_ema_checkpoint
 from .optim import param_groups, scaled_learning_rate
 from .sampling import AugmentationEpochCallback, RepeatedAugmentationSampler, repeat_rows, seeded_transforms
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,6 +68,16 @@ class LongTailTrainerMixin:
         self._setup_repeated_augmentation()
         if os.environ.get(FAULT_KILL_AT_STEP):
             self.add_callback(_FaultInjectionCallback())
+        self.model_ema_callback = None
+        if getattr(self.args, "model_ema", False):  # any TrainingArguments works; ours carry the flag
+            device = "cpu" if getattr(self.args, "model_ema_force_cpu", False) else None
+            self.model_ema_callback = ModelEMACallback(getattr(self.args, "model_ema_decay", 0.99996), device)
+            self.add_callback(self.model_ema_callback)
+
+    @property
+    def model_ema(self) -> torch.nn.Module | None:
+        """The EMA of the model's weights (`--model_ema`), or None; exists once training has started."""
+        return None if self.model_ema_callback is None else self.model_ema_callback.module
 
     def _setup_repeated_augmentation(self):
         self.repeated_augmentation_images = None
@@ -165,6 +179,8 @@ class LongTailTrainerMixin:
         if not self.args.should_save:
             return
         staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.model_ema is not None:  # part of the checkpoint: written before the rename, as the weights are
+            self.model_ema_callback.save(staged)
         best = f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}" if self.state.best_global_step else None
         if best is not None and (best == name or os.path.isdir(os.path.join(run_dir, best))):
             self.state.best_model_checkpoint = os.path.join(run_dir, best)
@@ -198,7 +214,38 @@ class LongTailTrainerMixin:
                     "was written by another model or architecture. Resume from a checkpoint of this run, or start "
                     "a new run with --model_name_or_path to initialise from it."
                 )
+        if self.model_ema_callback is not None:
+            check_ema_checkpoint(resume_from_checkpoint)  # before any state is touched
+            self.model_ema_callback.resume_from = resume_from_checkpoint  # loaded when training begins
         return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        """`load_best_model_at_end` also brings back that checkpoint's EMA, so the saved model and EMA are of one step
+        (as DeiT-LT's best_checkpoint.pth)."""
+        super()._load_best_model()
+        best = self.state.best_model_checkpoint
+        if self.model_ema is None:
+            return
+        if os.path.isfile(os.path.join(best, EMA_WEIGHTS_NAME)):
+            self.model_ema_callback.load(best)
+        else:
+            logger.warning("Best checkpoint %s has no %s: keeping the EMA of the last step.", best, EMA_WEIGHTS_NAME)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """The final save also writes the EMA as `output_dir/ema/`, a folder `from_pretrained` loads as the model's.
+        (Checkpoints carry `model_ema.safetensors` instead, see `_save_checkpoint`.)"""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        if _internal_call or self.model_ema is None or not self.args.should_save:
+            return
+        ema_dir = os.path.join(output_dir if output_dir is not None else self.args.output_dir, EMA_DIR_NAME)
+        ema = self.model_ema
+        if hasattr(ema, "save_pretrained"):
+            ema.save_pretrained(ema_dir)
+        else:
+            os.makedirs(ema_dir, exist_ok=True)
+            self.model_ema_callback.save(ema_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(ema_dir)
 
     def create_model_card(self, *args, **kwargs):
         """Write our model card (with the long-tail results) instead of Trainer's generic one."""
