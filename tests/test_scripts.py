@@ -86,6 +86,45 @@ def test_mgp_output_carries_prior_and_processor(mgp_dir):
     assert json.loads((mgp_dir / "long_tailed_indices.json").read_text())["indices"]
 
 
+def test_mgp_writes_reconstruction_grid(mgp_dir):
+    from PIL import Image
+
+    path = mgp_dir / run_mgp.RECONSTRUCTIONS_FILE
+    assert path.stat().st_size > 0
+    with Image.open(path) as image:
+        image.load()
+        width, height = image.size
+    assert image.format == "PNG" and width > 0 and height > width  # 8 rows of 6 columns (norm-pix adds 2)
+
+
+def test_mgp_reconstruction_images_fall_back_to_unaugmented_training_images():
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from modeling_livt.data import load_digits_dataset
+    from modeling_livt.transforms import build_image_processor
+
+    digits = load_digits_dataset()
+    processor = build_image_processor(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    train = digits["train"]
+    prepared = SimpleNamespace(
+        data=SimpleNamespace(validation=None, train=train, image_column="image"), image_processor=processor
+    )
+    images, split = run_mgp.reconstruction_images(prepared, 4)
+    assert split == "train" and images.shape == (4, 3, 32, 32)
+    indices = np.linspace(0, len(train) - 1, 4).round().astype(int)  # spread over the (class-sorted) split
+    expected = processor(images=[train[int(i)]["image"].convert("RGB") for i in indices], return_tensors="pt")
+    torch.testing.assert_close(images, expected["pixel_values"])
+    streamed = Dataset.from_dict({"image": [train[i]["image"] for i in range(5)]}).to_iterable_dataset()
+    prepared.data.train = streamed
+    images, _ = run_mgp.reconstruction_images(prepared, 3)
+    expected = processor(images=[train[i]["image"].convert("RGB") for i in range(3)], return_tensors="pt")
+    torch.testing.assert_close(images, expected["pixel_values"])
+    prepared.data.validation = digits["validation"]
+    assert run_mgp.reconstruction_images(prepared, 2)[1] == "validation"
+
+
 def test_finetune_writes_loadable_model_card_plots_and_results(finetuned, mgp_dir):
     out, metrics = finetuned
     for name in (

@@ -65,6 +65,13 @@ class MGPTrainingArguments(LongTailTrainingArguments):
 
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (MAE pretraining uses 0.95)."})
     layer_decay: float = field(default=1.0, metadata={"help": "Layer-wise lr decay (off for pretraining)."})
+    num_reconstruction_images: int = field(
+        default=8,
+        metadata={
+            "help": "Validation images (training images, eval transform, without a validation split) drawn in "
+            "mgp_reconstructions.png at the end of training: original / masked / reconstruction / pasted; 0 = none."
+        },
+    )
 
 
 @dataclass
