@@ -75,6 +75,15 @@ def parse_args(argv=None):
     parser.add_argument("--max_train_samples", type=int, default=None, help="Smoke tests: subset of the LT split.")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="Smoke tests: subset of val/test.")
     parser.add_argument("--workers", type=int, default=0, help="--dataloader_num_workers of every run.")
+    parser.add_argument("--bf16", action="store_true", help="--bf16 (CPU autocast) for every run.")
+    # Regularisation of the students at this short budget (the scripts' defaults are the papers', tuned for hundreds
+    # of epochs); chosen on the validation split, see bench/results/accuracy_tuning_cifar10lt.md.
+    parser.add_argument("--mixup", type=float, default=0.0)
+    parser.add_argument("--cutmix", type=float, default=0.0)
+    parser.add_argument("--label_smoothing", type=float, default=0.0)
+    parser.add_argument("--rand_augment", default="false", choices=["true", "false"])
+    parser.add_argument("--random_erasing", type=float, default=0.0)
+    parser.add_argument("--repeated_augmentation", type=int, default=1, help="Students' repeated augmentation.")
     parser.add_argument("--results_prefix", default=str(REPO / "bench" / "results" / "accuracy_cifar10lt"),
                         help="<prefix>.json (appended per recipe), <prefix>.md, <prefix>_per_class.png.")
     parser.add_argument("--work_dir", default=str(REPO / "outputs" / "bench_accuracy"),
@@ -94,7 +103,8 @@ def parse_args(argv=None):
 def settings_of(args) -> dict:
     """What makes two results comparable (a stored result with other settings is not reused)."""
     keys = ("epochs", "mgp_epochs", "teacher_epochs", "drw_fraction", "batch_size", "learning_rate", "warmup", "seed",
-            "dataset", "imbalance_factor", "max_train_samples", "max_eval_samples")
+            "dataset", "imbalance_factor", "max_train_samples", "max_eval_samples", "bf16", "mixup", "cutmix",
+            "label_smoothing", "rand_augment", "random_erasing", "repeated_augmentation")
     settings = {k: getattr(args, k) for k in keys}
     settings["dataset"] = os.path.basename(os.path.normpath(settings["dataset"]))
     return settings
@@ -122,7 +132,16 @@ def train_flags(args, output_dir: Path, epochs: int, learning_rate: float | None
             "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "256",
             "--num_train_epochs", str(epochs), "--learning_rate", f"{learning_rate or args.learning_rate:g}",
             "--warmup_steps", f"{args.warmup:g}", "--dataloader_num_workers", str(args.workers),
-            "--logging_steps", "50", "--disable_tqdm", "true", "--report_to", "none"]
+            "--logging_steps", "50", "--disable_tqdm", "true", "--report_to", "none"] + (
+                ["--bf16", "true"] if args.bf16 else [])
+
+
+def student_flags(args) -> list[str]:
+    """Augmentation and mixing of every student (ViT) run, and DeiT-LT's head/mid/tail split in its results."""
+    return ["--mixup", f"{args.mixup:g}", "--cutmix", f"{args.cutmix:g}", "--label_smoothing",
+            f"{args.label_smoothing:g}", "--rand_augment", args.rand_augment, "--random_erasing",
+            f"{args.random_erasing:g}", "--repeated_augmentation", str(args.repeated_augmentation),
+            "--index_bounds", INDEX_BOUNDS]
 
 
 def vit_flags(with_decoder: bool = False) -> list[str]:
@@ -137,7 +156,8 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
     if recipe in ("ce", "bce", "bal_ce", "bal_bce"):
         out = run_dir / recipe
         return [("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, *vit_flags(),
-                              *train_flags(args, out, args.epochs), "--loss_type", recipe, "--layer_decay", "1.0",
+                              *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", recipe,
+                              "--layer_decay", "1.0",
                               "--drop_path_rate", "0.1", "--save_total_limit", "1"], out)]
     if recipe == "mgp_bal_bce":
         mgp_dir, out = run_dir / "mgp", run_dir / "mgp_bal_bce"
@@ -145,7 +165,8 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
             ("mgp", [python, str(SCRIPTS / "run_mgp.py"), *data, *vit_flags(with_decoder=True),
                      *train_flags(args, mgp_dir, args.mgp_epochs), "--save_strategy", "no"], mgp_dir),
             ("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, "--model_name_or_path", str(mgp_dir),
-                          *train_flags(args, out, args.epochs), "--loss_type", "bal_bce", "--layer_decay", "0.75",
+                          *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", "bal_bce",
+                          "--layer_decay", "0.75",
                           "--drop_path_rate", "0.1", "--save_total_limit", "1"], out),
         ]
     if recipe == "deit_lt":
@@ -159,7 +180,8 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
             ("student", [python, str(SCRIPTS / "run_deit_lt.py"), *data, *vit_flags(),
                          "--teacher_name_or_path", str(teacher_dir), "--drw_epoch", str(drw_epoch),
                          "--no_mixup_after_drw", "true", "--drop_path_rate", "0.1",
-                         *train_flags(args, out, args.epochs), "--save_total_limit", "1"], out),
+                         *train_flags(args, out, args.epochs), *student_flags(args), "--save_total_limit", "1"],
+             out),
         ]
     raise ValueError(recipe)
 

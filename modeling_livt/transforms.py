@@ -1,10 +1,13 @@
 """Image transforms (torchvision.transforms.v2), the saved image processor, and data collators.
 
-Recipes follow the official LiVT (MAE-based) and DeiT-LT (DeiT-based) code, without timm:
+Recipes follow the official LiVT (MAE-based) and DeiT-LT (DeiT-based) code:
 
 * `build_mgp_transform`: MAE pre-training augmentation.
-* `build_finetune_transform`: RandomResizedCrop + flip + RandAugment(m9, timm's scale) + RandomErasing;
-  images of 32 px or less use RandomCrop(padding=4) instead of the resized crop (DeiT's rule).
+* `build_finetune_transform`: RandomResizedCrop + flip + RandAugment + RandomErasing; images of 32 px or less use
+  RandomCrop(padding=4) instead of the resized crop (DeiT's rule). The RandAugment step is timm's own
+  (``rand_augment_transform("rand-m9-mstd0.5-inc1", hparams)`` with the hparams of timm's ``create_transform``, as
+  both official repos), so its op set, magnitude scale and magnitude noise are the official ones; everything else
+  is torchvision v2. timm is imported here only: the model files never import it.
 * `build_image_processor` / `build_eval_transform`: the eval transform *is* the image processor saved
   next to the model (``preprocessor_config.json``), so ``pipeline()`` and our evaluation agree exactly.
 * `MixupCutmixCollator` (soft targets with label smoothing folded in) and `DefaultImageCollator`.
@@ -12,13 +15,23 @@ Recipes follow the official LiVT (MAE-based) and DeiT-LT (DeiT-based) code, with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
 from datasets import Dataset, IterableDataset
+from timm.data.auto_augment import (
+    AugmentOp,
+    augment_and_mix_transform,
+    auto_augment_transform,
+    posterize,
+    rand_augment_transform,
+)
+from timm.data.transforms import str_to_pil_interp
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from transformers import BitImageProcessor
@@ -40,6 +53,8 @@ NORMALIZATION_STATS: dict[str, tuple[tuple[float, float, float], tuple[float, fl
 # LiVT (MAE code) evaluates with crop_pct 224/256 = 0.875 up to 224 px, and 1.0 (no margin) above.
 EVAL_CROP_PCT = 0.875
 SMALL_IMAGE_SIZE = 32  # at or below this size: RandomCrop(padding=4) for training, no crop for eval
+# timm's auto-augment config string used by both official repos (LiVT's and DeiT's ``--aa`` default)
+DEFAULT_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"
 
 
 def get_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -98,18 +113,84 @@ def build_mgp_transform(image_size: int, mean: Sequence[float], std: Sequence[fl
     )
 
 
+def auto_augment_hparams(image_size: int, mean: Sequence[float], interpolation: str = "bicubic") -> dict[str, Any]:
+    """The hparams timm's ``transforms_imagenet_train`` (``create_transform``) passes to its auto-augment transforms.
+
+    ``translate_const`` is 45% of the image size, the fill colour is the mean colour in 0-255, and the
+    interpolation is the training one (both official repos train with ``interpolation="bicubic"``); with
+    ``"random"`` timm leaves it unset, so each geometric op picks bilinear or bicubic at random.
+    """
+    hparams: dict[str, Any] = {
+        "translate_const": int(image_size * 0.45),
+        "img_mean": tuple(min(255, round(255 * m)) for m in mean),
+    }
+    if interpolation and interpolation != "random":
+        hparams["interpolation"] = str_to_pil_interp(interpolation)
+    return hparams
+
+
+def _posterize_keeping_zero_bits(img: PIL.Image.Image, bits_to_keep: int, **kwargs: Any) -> PIL.Image.Image:
+    """timm's posterize, with 0 bits kept giving a black image as under the Pillow the official code ran with.
+
+    ``rand-m9-mstd0.5-inc1`` keeps ``4 - int(0.4 * m)`` bits, so a noisy magnitude of 10 keeps none; recent Pillow
+    (13 here) rejects ``ImageOps.posterize(img, 0)`` with a ValueError, which would kill a DataLoader worker.
+    """
+    if bits_to_keep <= 0:
+        return img.point(lambda _: 0)
+    return posterize(img, bits_to_keep, **kwargs)
+
+
+def _patch_posterize(transform: Any) -> None:
+    # RandAugment and AugMix keep a list of ops, AutoAugment a list of sub-policies (lists of ops)
+    ops = getattr(transform, "ops", None) or getattr(transform, "policy", None) or []
+    for op in (o for entry in ops for o in (entry if isinstance(entry, list) else [entry])):
+        if isinstance(op, AugmentOp) and op.aug_fn is posterize:
+            op.aug_fn = _posterize_keeping_zero_bits
+
+
+def build_auto_augment(
+    policy: str, image_size: int, mean: Sequence[float], interpolation: str = "bicubic"
+) -> Callable[[PIL.Image.Image], PIL.Image.Image]:
+    """timm's auto-augment transform for a config string, as ``transforms_imagenet_train`` builds it (PIL in, PIL out).
+
+    ``rand-...`` is RandAugment (e.g. ``rand-m9-mstd0.5-inc1``: 2 ops per image, magnitude 9 of 10 with N(0, 0.5) noise,
+    the "increasing" op set), ``augmix-...`` AugMix, anything else (``v0``, ``original``, ...) AutoAugment. The ops draw
+    from Python's ``random`` and numpy's global RNG (see `_example_rng`).
+    """
+    hparams = auto_augment_hparams(image_size, mean, interpolation)  # a fresh dict: timm setdefault()s into it
+    try:  # timm rejects a bad config string with a bare assert
+        if policy.startswith("rand"):
+            transform = rand_augment_transform(policy, hparams)
+        elif policy.startswith("augmix"):
+            hparams["translate_pct"] = 0.3
+            transform = augment_and_mix_transform(policy, hparams)
+        else:
+            transform = auto_augment_transform(policy, hparams)
+    except (AssertionError, KeyError, ValueError) as err:
+        raise ValueError(
+            f"invalid auto-augment policy {policy!r} (timm config string, e.g. {DEFAULT_AUTO_AUGMENT!r}): {err}"
+        ) from err
+    _patch_posterize(transform)
+    return transform
+
+
 def build_finetune_transform(
     image_size: int,
     mean: Sequence[float],
     std: Sequence[float],
     rand_augment: bool = True,
     random_erasing: float = 0.25,
+    auto_augment: str = DEFAULT_AUTO_AUGMENT,
 ) -> v2.Compose:
-    """Fine-tuning augmentation of LiVT / DeiT (timm's ``create_transform`` recipe, rebuilt with v2).
+    """Fine-tuning augmentation of LiVT / DeiT (timm's ``create_transform`` recipe; timm's RandAugment, v2 otherwise).
 
     Above 32 px: RandomResizedCrop(scale 0.08-1, bicubic) + flip + RandAugment + normalise +
     RandomErasing. At 32 px or less (CIFAR): resize to ``image_size`` (a no-op for images already that
     size) + RandomCrop(padding=4) + flip + the same RandAugment/normalise/erasing, as DeiT's rule.
+
+    The RandAugment step is timm's own transform for the config string ``auto_augment`` (default
+    ``rand-m9-mstd0.5-inc1``, the official recipes; see `build_auto_augment`), applied to the PIL image; it is left
+    out when ``rand_augment`` is False or ``auto_augment`` is empty.
     """
     if image_size > SMALL_IMAGE_SIZE:
         steps: list = [v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), interpolation=InterpolationMode.BICUBIC)]
@@ -119,16 +200,9 @@ def build_finetune_transform(
             v2.RandomCrop(image_size, padding=4),
         ]
     steps.append(v2.RandomHorizontalFlip())
-    if rand_augment:
-        # timm's "rand-m9" maps magnitude 9 to 9/10 of each op's range (_LEVEL_DENOM = 10); torchvision
-        # maps it to 9/(num_magnitude_bins - 1), so 11 bins give timm's strength (the default 31 bins
-        # would make m9 about a third as strong). Fill with the mean colour and bicubic, as timm does.
-        fill = tuple(min(255, round(255 * m)) for m in mean)
-        steps.append(
-            v2.RandAugment(
-                num_ops=2, magnitude=9, num_magnitude_bins=11, interpolation=InterpolationMode.BICUBIC, fill=fill
-            )
-        )
+    if rand_augment and auto_augment:
+        # v2 passes the PIL image through the crop and flip, so timm's PIL ops see what they see in timm
+        steps.append(build_auto_augment(auto_augment, image_size, mean))
     steps += _normalize_tail(mean, std)
     if random_erasing > 0:
         # value="random" erases with N(0, 1) noise after normalisation: timm's mode="pixel".
@@ -200,6 +274,23 @@ def example_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
+@contextlib.contextmanager
+def _example_rng(seed: int) -> Iterator[None]:
+    """Run a block under its own RNG streams, all seeded from ``seed``: torch's CPU RNG, Python's ``random`` (timm's
+    RandAugment: op probability, magnitude noise, sign) and numpy's global RNG (timm's op choice). The previous
+    global states are restored on exit, so the block consumes none of them."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # the CPU generator only: 50x cheaper than torch.manual_seed
+            random.seed(seed)
+            np.random.seed([seed & 0xFFFFFFFF, seed >> 32])  # the legacy RNG takes 32-bit words: all 63 bits
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def _make_transform_fn(
     transform: Callable,
     image_column: str,
@@ -221,9 +312,8 @@ def _make_transform_fn(
                 continue
             if fn.seed is not None and example_indices is not None:
                 # the example's own RNG stream: the same augmentation whatever the worker count, the process count
-                # or a resume, and the global RNG (model dropout/masking) is left untouched
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(example_seed(fn.seed, int(fn.epoch_tensor), int(index)))
+                # or a resume, and the global RNGs (torch: model dropout/masking; random, numpy) are left untouched
+                with _example_rng(example_seed(fn.seed, int(fn.epoch_tensor), int(index))):
                     pixel_values.append(transform(to_rgb(image)))
             else:
                 pixel_values.append(transform(to_rgb(image)))
@@ -259,8 +349,9 @@ def make_train_transform_fn(
 
     With ``seed``, each example is augmented under its own RNG seeded by (seed, epoch, example index), so
     augmentations do not depend on DataLoader workers, processes or a resume from a checkpoint, and do not consume
-    the global RNG (`apply_transform` adds the index column for map-style datasets). ``fn.set_epoch(e)`` sets the
-    epoch (shared memory, so DataLoader workers see it); the package's trainers call it at every epoch start.
+    the global RNGs (torch, Python's ``random``, numpy's). `apply_transform` adds the index column for map-style
+    datasets. ``fn.set_epoch(e)`` sets the epoch (shared memory, so DataLoader workers see it); the package's
+    trainers call it at every epoch start.
 
     For ``Dataset.set_transform`` / ``with_transform`` and ``IterableDataset.map(batched=True,
     with_indices=True)`` (see `apply_transform`). Every image is converted with ``to_rgb`` first. Values

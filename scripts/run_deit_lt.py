@@ -105,7 +105,8 @@ def main(argv=None):
         "learning rate": training_args.learning_rate,
         "layer decay": training_args.layer_decay,
         "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
-        "RandAugment / random erasing": f"{'m9' if aug_args.rand_augment else 'off'} / {aug_args.random_erasing}",
+        "RandAugment / random erasing": f"{aug_args.auto_augment if aug_args.rand_augment else 'off'} / "
+        f"{aug_args.random_erasing}",
         "image size": image_size,
         "normalization": aug_args.normalization,
     }

@@ -3,12 +3,19 @@
 References are written out independently here (plain torchvision functional ops, numpy formulas).
 """
 
+import copy
+import random
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, IterableDataset, concatenate_datasets
 from datasets import Image as ImageFeature
+from sklearn.datasets import load_digits
+from timm.data.auto_augment import _RAND_INCREASING_TRANSFORMS, AugmentOp, rand_augment_transform
+from timm.data.auto_augment import RandAugment as TimmRandAugment
+from timm.data.transforms_factory import transforms_imagenet_train
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
@@ -17,10 +24,12 @@ from transformers import AutoImageProcessor
 
 from modeling_livt.data import CorruptImageCounter, DataArguments, load_digits_dataset, load_image_datasets, to_rgb
 from modeling_livt.transforms import (
+    DEFAULT_AUTO_AUGMENT,
     NORMALIZATION_STATS,
     DefaultImageCollator,
     MixupCutmixCollator,
     apply_transform,
+    build_auto_augment,
     build_eval_transform,
     build_finetune_transform,
     build_image_processor,
@@ -106,8 +115,14 @@ def test_finetune_transform_large_images():
     t = build_finetune_transform(64, MEAN, STD)
     (rrc,) = find(t, v2.RandomResizedCrop)
     assert rrc.scale == (0.08, 1.0) and rrc.interpolation == InterpolationMode.BICUBIC
-    (ra,) = find(t, v2.RandAugment)
-    assert (ra.num_ops, ra.magnitude, ra.num_magnitude_bins) == (2, 9, 11)
+    (ra,) = find(t, TimmRandAugment)  # timm's own RandAugment, between the flip and the tensor conversion
+    assert t.transforms.index(ra) == t.transforms.index(find(t, v2.RandomHorizontalFlip)[0]) + 1
+    assert isinstance(t.transforms[t.transforms.index(ra) + 1], v2.ToImage)
+    assert ra.num_layers == 2 and [op.name for op in ra.ops] == list(_RAND_INCREASING_TRANSFORMS)
+    assert {(op.prob, op.magnitude, op.magnitude_std) for op in ra.ops} == {(0.5, 9, 0.5)}
+    # timm's create_transform hparams at 64 px: translate 45% of the size, mean-colour fill, bicubic
+    assert ra.ops[0].hparams["translate_const"] == 28
+    assert ra.ops[0].kwargs == {"fillcolor": (125, 123, 114), "resample": PIL.Image.Resampling.BICUBIC}
     (erase,) = find(t, v2.RandomErasing)
     assert erase.p == 0.25 and erase.value is None  # None is how v2 stores value="random"
     assert isinstance(t.transforms[-1], v2.RandomErasing)  # erasing comes after Normalize
@@ -119,7 +134,7 @@ def test_finetune_transform_large_images():
 
 def test_finetune_transform_small_images_follow_the_cifar_rule():
     t = build_finetune_transform(32, MEAN, STD, rand_augment=False, random_erasing=0.0)
-    assert not find(t, v2.RandomResizedCrop) and not find(t, v2.RandAugment) and not find(t, v2.RandomErasing)
+    assert not find(t, v2.RandomResizedCrop) and not find(t, TimmRandAugment) and not find(t, v2.RandomErasing)
     (crop,) = find(t, v2.RandomCrop)
     assert crop.padding == [4, 4, 4, 4]
     img = random_image(32, 32, seed=3)
@@ -139,8 +154,179 @@ def test_finetune_transform_small_images_follow_the_cifar_rule():
         assert found
     assert any(not torch.allclose(o, ref, atol=1e-5) for o in outs)
     full = build_finetune_transform(32, MEAN, STD)
-    assert find(full, v2.RandAugment)[0].num_magnitude_bins == 11
+    assert find(full, TimmRandAugment)[0].ops[0].hparams["translate_const"] == 14  # int(32 * 0.45)
     assert full(img).shape == (3, 32, 32)
+    # the policy is a parameter; rand_augment=False or an empty policy means none
+    assert not find(
+        build_finetune_transform(32, MEAN, STD, rand_augment=False, auto_augment="rand-m5"), TimmRandAugment
+    )
+    assert not find(build_finetune_transform(32, MEAN, STD, auto_augment=""), TimmRandAugment)
+    (m5,) = find(build_finetune_transform(32, MEAN, STD, auto_augment="rand-m5-n3"), TimmRandAugment)
+    assert m5.num_layers == 3 and {(op.magnitude, op.magnitude_std) for op in m5.ops} == {(5, 0)}
+    with pytest.raises(ValueError, match="rand-m9-bogus1"):
+        build_finetune_transform(32, MEAN, STD, auto_augment="rand-m9-bogus1")
+
+
+# ---------------------------------------------------------------- RandAugment: timm's own
+
+
+def digit_image(size, index=0):
+    """A real image: a scikit-learn digit upscaled (bicubic) to ``size``, tinted so the colour ops have colour."""
+    grey = PIL.Image.fromarray((load_digits().images[index] * (255 / 16)).astype(np.uint8)).resize(
+        (size, size), PIL.Image.Resampling.BICUBIC
+    )
+    g = np.asarray(grey, dtype=np.float64)
+    ramp = np.linspace(0, 255, size)[None, :].repeat(size, 0)
+    rgb = np.stack([g, 0.5 * g + 0.5 * ramp, 255 - 0.7 * g], -1)
+    return PIL.Image.fromarray(rgb.round().clip(0, 255).astype(np.uint8))
+
+
+def legacy_posterize(image, bits):
+    """Pillow's posterize before it rejected ``bits=0`` (written out): keep the ``bits`` high bits, 0 -> black."""
+    mask = ~(2 ** (8 - bits) - 1)
+    return image.point([i & mask for i in range(256)] * len(image.getbands()))
+
+
+def seed_python_and_numpy(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def apply_seeded(transform, image, seed):
+    seed_python_and_numpy(seed)
+    return np.asarray(transform(image))
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("source", ["digits", "random"])
+def test_rand_augment_is_timms_create_transform_step(size, source, monkeypatch):
+    monkeypatch.setattr(PIL.ImageOps, "posterize", legacy_posterize)  # timm's reference as the official code ran it
+    image = digit_image(size, index=size) if source == "digits" else random_image(size, size, seed=size)
+    (ours,) = find(build_finetune_transform(size, MEAN, STD), TimmRandAugment)
+    # timm's own recipe, as both official repos call it (create_transform -> transforms_imagenet_train)
+    _, secondary, _ = transforms_imagenet_train(
+        size, auto_augment="rand-m9-mstd0.5-inc1", interpolation="bicubic", mean=MEAN, std=STD, separate=True
+    )
+    (timm_ra,) = secondary.transforms
+    # and rand_augment_transform with the hparams written out
+    written = rand_augment_transform(
+        "rand-m9-mstd0.5-inc1",
+        {
+            "translate_const": int(size * 0.45),
+            "img_mean": tuple(round(255 * m) for m in MEAN),
+            "interpolation": PIL.Image.Resampling.BICUBIC,
+        },
+    )
+    # timm's defaults (grey fill, random bilinear/bicubic, translate 250): must differ somewhere (a sensitive test)
+    defaults = rand_augment_transform("rand-m9-mstd0.5-inc1", None)
+    changed, differs_from_defaults, outputs = 0, 0, set()
+    for seed in range(20):
+        out = apply_seeded(ours, image, seed)
+        assert out.shape == (size, size, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, apply_seeded(timm_ra, image, seed), err_msg=f"seed {seed}")
+        np.testing.assert_array_equal(out, apply_seeded(written, image, seed), err_msg=f"seed {seed}")
+        differs_from_defaults += not np.array_equal(out, apply_seeded(defaults, image, seed))
+        changed += not np.array_equal(out, np.asarray(image))
+        outputs.add(out.tobytes())
+    assert changed >= 10 and len(outputs) >= 10  # RandAugment does act, differently per seed
+    assert differs_from_defaults >= 1
+
+
+def test_posterize_keeping_no_bits_gives_a_black_image(monkeypatch):
+    # rand-m9-mstd0.5-inc1 keeps 4 - int(0.4 * m) bits: a noisy magnitude of 10 keeps none (Pillow 13 raises there)
+    (ra,) = find(build_finetune_transform(32, MEAN, STD), TimmRandAugment)
+    (op,) = [op for op in ra.ops if op.name == "PosterizeIncreasing"]
+    image = digit_image(32, index=5)
+    outputs = {}
+    for magnitude in (10, 9.6, 5, 0):
+        forced = copy.copy(op)
+        forced.prob, forced.magnitude, forced.magnitude_std = 1.0, magnitude, 0
+        outputs[magnitude] = np.asarray(forced(image))
+        bits = 4 - int(magnitude * 0.4)
+        np.testing.assert_array_equal(outputs[magnitude], np.asarray(legacy_posterize(image, bits)))
+    assert outputs[10].shape == (32, 32, 3) and not outputs[10].any()
+    assert outputs[5].any() and not np.array_equal(outputs[5], np.asarray(image))
+    # timm's own op agrees once Pillow behaves as it did for the official code
+    monkeypatch.setattr(PIL.ImageOps, "posterize", legacy_posterize)
+    raw = AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10, hparams=dict(op.hparams, magnitude_std=0))
+    np.testing.assert_array_equal(np.asarray(raw(image)), outputs[10])
+
+
+def test_only_transforms_imports_timm():
+    """timm is a training-side dependency: the model files that travel with a saved model never import it."""
+    import ast
+    from pathlib import Path
+
+    import modeling_livt
+
+    package = Path(modeling_livt.__file__).parent
+    model_files = [*package.glob("modeling_*.py"), *package.glob("configuration_*.py")]
+    model_files += [package / "losses.py", package / "resnet_cifar.py"]
+    assert len(model_files) >= 6
+    for path in model_files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "timm" for n in names), path.name
+
+
+def test_rand_augment_magnitude_noise():
+    (ra,) = find(build_finetune_transform(64, MEAN, STD), TimmRandAugment)
+    assert DEFAULT_AUTO_AUGMENT == "rand-m9-mstd0.5-inc1"
+    assert all(op.magnitude_std == 0.5 for op in ra.ops)
+    # observable: Rotate at m9 without noise has two angles (+-27 degrees); with mstd0.5 the angle varies
+    (rotate,) = [op for op in ra.ops if op.name == "Rotate"]
+    always = copy.copy(rotate)
+    always.prob = 1.0
+    image = digit_image(64, index=3)
+    angles = {apply_seeded(always, image, seed).tobytes() for seed in range(30)}
+    assert len(angles) > 10
+    fixed = AugmentOp("Rotate", prob=1.0, magnitude=9, hparams=dict(rotate.hparams, magnitude_std=0))
+    assert len({apply_seeded(fixed, image, seed).tobytes() for seed in range(30)}) == 2  # the control
+    # other policies build too, as timm's transforms_imagenet_train builds them
+    assert type(build_auto_augment("v0", 64, MEAN)).__name__ == "AutoAugment"
+    assert type(build_auto_augment("augmix-m5-w4-d2", 64, MEAN)).__name__ == "AugMixAugment"
+
+
+def global_rng_states():
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def assert_same_rng_states(a, b):
+    assert a[0] == b[0]  # Python's random
+    assert a[1][0] == b[1][0] and np.array_equal(a[1][1], b[1][1]) and a[1][2:] == b[1][2:]  # numpy's global RNG
+    assert torch.equal(a[2], b[2])  # torch's CPU RNG
+
+
+def test_seeded_augmentation_is_a_function_of_seed_epoch_index():
+    # RandAugment only (timm: Python's random + numpy), then the same with the whole v2 pipeline (torch as well)
+    ds = Dataset.from_dict(
+        {"image": [digit_image(32, index=i) for i in range(6)], "label": list(range(6))},
+        features=Features({"image": ImageFeature(), "label": ClassLabel(num_classes=10)}),
+    )
+    ra_only = v2.Compose([*find(build_finetune_transform(32, MEAN, STD), TimmRandAugment), v2.PILToTensor()])
+    for transform in (ra_only, build_finetune_transform(32, MEAN, STD)):
+        fn = make_train_transform_fn(transform, seed=7)
+        train = apply_transform(ds, fn)
+        random.seed(1), np.random.seed(1), torch.manual_seed(1)
+        before = global_rng_states()
+        first = train[0:6]["pixel_values"]
+        assert_same_rng_states(before, global_rng_states())  # nothing global consumed
+        random.seed(2), np.random.seed(2), torch.manual_seed(2)  # another global state: the same augmentation
+        second = train[0:6]["pixel_values"]
+        assert all(torch.equal(a, b) for a, b in zip(first, second))
+        assert torch.equal(train[4]["pixel_values"], first[4])  # the example alone, not its batch, decides
+        fn.set_epoch(1)
+        other_epoch = train[0:6]["pixel_values"]
+        assert sum(not torch.equal(a, b) for a, b in zip(first, other_epoch)) >= 4
+        fn.set_epoch(0)
+        assert all(torch.equal(a, b) for a, b in zip(first, train[0:6]["pixel_values"]))
+    # the states are restored when the transform raises, too
+    before = global_rng_states()
+    broken = make_train_transform_fn(lambda image: 1 / 0, seed=7)
+    with pytest.raises(ZeroDivisionError):
+        apply_transform(ds, broken)[0]
+    assert_same_rng_states(before, global_rng_states())
 
 
 # ---------------------------------------------------------------- eval transform == image processor

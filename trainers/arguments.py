@@ -115,7 +115,16 @@ class AugmentationArguments:
     mixup_switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix instead of MixUp."})
     mixup_prob: float = field(default=1.0, metadata={"help": "Probability that a batch is mixed."})
     label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing folded into the soft targets."})
-    rand_augment: bool = field(default=True, metadata={"help": "RandAugment m9 (timm scale) when fine-tuning."})
+    rand_augment: bool = field(
+        default=True, metadata={"help": "RandAugment when fine-tuning: timm's own, with the --auto_augment policy."}
+    )
+    auto_augment: str = field(
+        default="rand-m9-mstd0.5-inc1",
+        metadata={
+            "help": "timm auto-augment config string used when --rand_augment (the official LiVT/DeiT-LT "
+            "rand-m9-mstd0.5-inc1: 2 ops per image, magnitude 9/10 with N(0, 0.5) noise, timm's increasing op set)."
+        },
+    )
     random_erasing: float = field(default=0.25, metadata={"help": "RandomErasing probability."})
 
 

@@ -100,7 +100,8 @@ def prepare_data(
         train_transform = build_mgp_transform(image_size, mean, std)
     else:
         train_transform = build_finetune_transform(
-            image_size, mean, std, rand_augment=aug_args.rand_augment, random_erasing=aug_args.random_erasing
+            image_size, mean, std, rand_augment=aug_args.rand_augment, random_erasing=aug_args.random_erasing,
+            auto_augment=aug_args.auto_augment,
         )
     processor = build_image_processor(image_size, mean, std)
     eval_fn = make_eval_transform_fn(
