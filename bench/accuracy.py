@@ -133,7 +133,7 @@ def train_flags(args, output_dir: Path, epochs: int, learning_rate: float | None
             "--num_train_epochs", str(epochs), "--learning_rate", f"{learning_rate or args.learning_rate:g}",
             "--warmup_steps", f"{args.warmup:g}", "--dataloader_num_workers", str(args.workers),
             "--logging_steps", "50", "--disable_tqdm", "true", "--report_to", "none"] + (
-                ["--bf16", "true"] if args.bf16 else [])
+                ["--bf16", "true", "--use_cpu", "true"] if args.bf16 else [])
 
 
 def student_flags(args) -> list[str]:

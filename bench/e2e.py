@@ -72,7 +72,7 @@ def finetune_argv(args, output_dir: str) -> list[str]:
             "false", "--report_to", "none", "--disable_tqdm", "true", "--logging_steps", "1000", "--layer_decay",
             "1.0", "--drop_path_rate", "0.1"]
     if args.bf16:
-        argv += ["--bf16", "true"]
+        argv += ["--bf16", "true", "--use_cpu", "true"]  # transformers: bf16 on a CPU-only machine needs use_cpu
     return argv + shlex.split(args.extra)
 
 
