@@ -84,6 +84,7 @@ def parse_args(argv=None):
     parser.add_argument("--rand_augment", default="false", choices=["true", "false"])
     parser.add_argument("--random_erasing", type=float, default=0.0)
     parser.add_argument("--repeated_augmentation", type=int, default=1, help="Students' repeated augmentation.")
+    parser.add_argument("--drop_path_rate", type=float, default=0.1, help="Stochastic depth of the students.")
     parser.add_argument("--results_prefix", default=str(REPO / "bench" / "results" / "accuracy_cifar10lt"),
                         help="<prefix>.json (appended per recipe), <prefix>.md, <prefix>_per_class.png.")
     parser.add_argument("--work_dir", default=str(REPO / "outputs" / "bench_accuracy"),
@@ -104,7 +105,7 @@ def settings_of(args) -> dict:
     """What makes two results comparable (a stored result with other settings is not reused)."""
     keys = ("epochs", "mgp_epochs", "teacher_epochs", "drw_fraction", "batch_size", "learning_rate", "warmup", "seed",
             "dataset", "imbalance_factor", "max_train_samples", "max_eval_samples", "bf16", "mixup", "cutmix",
-            "label_smoothing", "rand_augment", "random_erasing", "repeated_augmentation")
+            "label_smoothing", "rand_augment", "random_erasing", "repeated_augmentation", "drop_path_rate")
     settings = {k: getattr(args, k) for k in keys}
     settings["dataset"] = os.path.basename(os.path.normpath(settings["dataset"]))
     return settings
@@ -158,7 +159,7 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
         return [("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, *vit_flags(),
                               *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", recipe,
                               "--layer_decay", "1.0",
-                              "--drop_path_rate", "0.1", "--save_total_limit", "1"], out)]
+                              "--drop_path_rate", f"{args.drop_path_rate:g}", "--save_total_limit", "1"], out)]
     if recipe == "mgp_bal_bce":
         mgp_dir, out = run_dir / "mgp", run_dir / "mgp_bal_bce"
         return [
@@ -167,7 +168,7 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
             ("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, "--model_name_or_path", str(mgp_dir),
                           *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", "bal_bce",
                           "--layer_decay", "0.75",
-                          "--drop_path_rate", "0.1", "--save_total_limit", "1"], out),
+                          "--drop_path_rate", f"{args.drop_path_rate:g}", "--save_total_limit", "1"], out),
         ]
     if recipe == "deit_lt":
         teacher_dir, out = run_dir / "deit_lt_teacher", run_dir / "deit_lt"
@@ -179,7 +180,7 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
                          "--save_total_limit", "1"], teacher_dir),
             ("student", [python, str(SCRIPTS / "run_deit_lt.py"), *data, *vit_flags(),
                          "--teacher_name_or_path", str(teacher_dir), "--drw_epoch", str(drw_epoch),
-                         "--no_mixup_after_drw", "true", "--drop_path_rate", "0.1",
+                         "--no_mixup_after_drw", "true", "--drop_path_rate", f"{args.drop_path_rate:g}",
                          *train_flags(args, out, args.epochs), *student_flags(args), "--save_total_limit", "1"],
              out),
         ]

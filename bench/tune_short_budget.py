@@ -28,6 +28,7 @@ CANDIDATES = {
     "none_bf16": NONE + ["--bf16"],
     "paper_bf16": PAPER + ["--bf16"],
     "none_fp32": NONE,
+    "none_dp0_bf16": NONE + ["--drop_path_rate", "0", "--bf16"],
 }
 
 
