@@ -151,9 +151,12 @@ def test_repeated_augmentation_sampler_is_deits_layout_under_ddp():
     generator.manual_seed(1 + 2)
     repeated = [i for i in torch.randperm(n, generator=generator).tolist() for _ in range(repeats)]
     deit = [repeated[rank::processes][: n // processes] for rank in range(processes)]
-    # accelerate gives batch k of the sampler to process k % processes
-    batches = [order[k : k + batch] for k in range(0, len(order), batch)]
-    got = [sum(batches[rank::processes], []) for rank in range(processes)]
+    # what each process receives through accelerate's batch sharding (as Trainer's prepared DataLoader does)
+    from accelerate.data_loader import BatchSamplerShard
+
+    batch_sampler = torch.utils.data.BatchSampler(sampler, batch, drop_last=False)
+    got = [sum(BatchSamplerShard(batch_sampler, num_processes=processes, process_index=rank), [])
+           for rank in range(processes)]
     assert got == deit and len(sampler) == n
     # the first image's three copies are spread over both processes (2 + 1)
     first = repeated[0]
