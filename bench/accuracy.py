@@ -12,8 +12,11 @@ recipe, through the package's own scripts called as subprocesses with CLI flags 
                                after DRW: the official CIFAR recipe)
 
 Equal budget: every student sees `--epochs` epochs at batch `--batch_size` with the same seed, learning rate,
-schedule, augmentation (RandAugment, MixUp/CutMix, label smoothing 0.1, RandomErasing 0.25: the scripts' defaults)
-and model selection on the validation split carved from the training pool (10%, before long-tailing). MGP + Bal-BCE
+schedule and augmentation, and model selection on the validation split (CIFAR-10-LT's standard 12,406 training
+images, 5000 ... 50; validation: 10% of each class drawn from the images the long-tail draw left unused, so the head
+class has none). Augmentation at this budget: crop + flip, no RandAugment, MixUp/CutMix, smoothing or erasing (the
+scripts' defaults are the papers', tuned for hundreds of epochs; the flags below restore them), chosen on the
+validation split with `bench/tune_short_budget.py`. MGP + Bal-BCE
 additionally pretrains for `--mgp_epochs`, DeiT-LT additionally trains its teacher for `--teacher_epochs` (the papers'
 protocols: both stages come on top of the classifier's schedule). The test split (10,000 balanced images) is evaluated
 once at the end of each run.
@@ -256,7 +259,7 @@ def write_report(results: list[dict], prefix: Path):
         return
     lines = ["# CIFAR-10-LT (rho = 100): recipes at an equal budget", "",
              "Small ViT (128-d, 6 blocks, 4 heads, MLP 512, patch 4, 32 px) trained from scratch on CIFAR-10-LT "
-             "(`../shared/data/cifar10`, 10% of the pool carved for validation before long-tailing), test split "
+             "(`../shared/data/cifar10`; the benchmark's 12,406 training images, validation drawn from the unused images), test split "
              "balanced (10,000 images). Many/Medium/Few: LiVT's count split (> 100 / 20-100 / < 20 training images; "
              "rho = 100 leaves Few empty). Head/Mid/Tail: DeiT-LT's index split (classes sorted by count, bounds "
              "[3, 7]). ECE: 15 bins. Accuracies in %.", "",
