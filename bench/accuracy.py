@@ -259,7 +259,8 @@ def write_report(results: list[dict], prefix: Path):
         return
     lines = ["# CIFAR-10-LT (rho = 100): recipes at an equal budget", "",
              "Small ViT (128-d, 6 blocks, 4 heads, MLP 512, patch 4, 32 px) trained from scratch on CIFAR-10-LT "
-             "(`../shared/data/cifar10`; the benchmark's 12,406 training images, validation drawn from the unused images), test split "
+             "(`../shared/data/cifar10`; the benchmark's 12,406 training images, validation drawn from the unused "
+             "images), test split "
              "balanced (10,000 images). Many/Medium/Few: LiVT's count split (> 100 / 20-100 / < 20 training images; "
              "rho = 100 leaves Few empty). Head/Mid/Tail: DeiT-LT's index split (classes sorted by count, bounds "
              "[3, 7]). ECE: 15 bins. Accuracies in %.", "",
