@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
 from modeling_livt.metrics import parse_index_bounds
+
+logger = logging.getLogger(__name__)
 
 # `--index_bounds` of every classification script (run_finetune, run_teacher, run_deit_lt) and of run_eval.py
 INDEX_BOUNDS_HELP = (
@@ -139,7 +142,31 @@ class FinetuneTrainingArguments(LongTailTrainingArguments):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image column for the transform."})
     index_bounds: str | None = field(default=None, metadata={"help": INDEX_BOUNDS_HELP})
+    save_steps: float | None = field(
+        default=None,
+        metadata={"help": "Save every N steps; given without --save_strategy, it switches saving to 'steps'."},
+    )
 
     def __post_init__(self):
+        self._apply_explicit_flags()
         super().__post_init__()
         parse_index_bounds(self.index_bounds)  # a bad name fails here, before any data is loaded
+
+    def _apply_explicit_flags(self):
+        """Our defaults (evaluate and save every epoch, keep the best model) differ from `TrainingArguments`'; an
+        explicit flag of the user must never be ignored or made to fail by them: `--save_steps`/`--eval_steps` switch
+        their strategy (still our default "epoch") to "steps", and without evaluation there is no best model to keep."""
+        if self.eval_steps is not None and self.eval_strategy == "epoch":
+            logger.info("--eval_steps %s given: eval_strategy 'steps'", self.eval_steps)
+            self.eval_strategy = "steps"
+        if self.save_steps is not None and self.save_strategy == "epoch":
+            logger.info("--save_steps %s given: save_strategy 'steps'", self.save_steps)
+            self.save_strategy = "steps"
+        if self.eval_strategy == "no" and self.load_best_model_at_end:
+            logger.info("no evaluation (--eval_strategy no): load_best_model_at_end turned off, the last model is kept")
+            self.load_best_model_at_end = False
+        if self.load_best_model_at_end and self.eval_strategy == "steps" and self.save_strategy == "epoch":
+            # best-model loading needs matching strategies: save where we evaluate
+            self.save_strategy, self.save_steps = "steps", self.save_steps or self.eval_steps
+        if self.save_steps is None:
+            self.save_steps = 500  # TrainingArguments' default
