@@ -87,7 +87,7 @@ def parse_args(argv=None):
     parser.add_argument("--rand_augment", default="false", choices=["true", "false"])
     parser.add_argument("--random_erasing", type=float, default=0.0)
     parser.add_argument("--repeated_augmentation", type=int, default=1, help="Students' repeated augmentation.")
-    parser.add_argument("--drop_path_rate", type=float, default=0.1, help="Stochastic depth of the students.")
+    parser.add_argument("--drop_path_rate", type=float, default=0.0, help="Stochastic depth of the students.")
     parser.add_argument("--results_prefix", default=str(REPO / "bench" / "results" / "accuracy_cifar10lt"),
                         help="<prefix>.json (appended per recipe), <prefix>.md, <prefix>_per_class.png.")
     parser.add_argument("--work_dir", default=str(REPO / "outputs" / "bench_accuracy"),
