@@ -3,7 +3,7 @@
 One implementation, used by the scripts, the Trainer ``compute_metrics`` hooks, the plots and the
 ``evaluate`` module in ``long_tail_metric/`` (``evaluate.load(LONG_TAIL_METRIC_PATH)``).
 
-Conventions (see DESIGN.md, "Metrics"):
+Conventions (from the LiVT and DeiT-LT papers and official code):
 
 * **Shot groups** come from the *training* class counts. ``split="count"`` (LiVT, default): many-shot
   ``n > many_threshold`` (100), few-shot ``n < few_threshold`` (20), medium-shot otherwise.

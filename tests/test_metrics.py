@@ -18,7 +18,7 @@ from modeling_livt.metrics import (
     reliability_bins,
 )
 
-CIFAR10_LT_COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # rho = 100 (DESIGN.md)
+CIFAR10_LT_COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # rho = 100: int(5000 * 0.01 ** (i / 9))
 
 
 def onehot_logits(predictions, num_classes, scale=10.0):
