@@ -183,7 +183,9 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
                          "--save_total_limit", "1"], teacher_dir),
             ("student", [python, str(SCRIPTS / "run_deit_lt.py"), *data, *vit_flags(),
                          "--teacher_name_or_path", str(teacher_dir), "--drw_epoch", str(drw_epoch),
-                         "--no_mixup_after_drw", "true", "--drop_path_rate", f"{args.drop_path_rate:g}",
+                         # the official CIFAR recipe stops mixing at DRW; without mixing there is nothing to stop
+                         *(["--no_mixup_after_drw", "true"] if args.mixup > 0 or args.cutmix > 0 else []),
+                         "--drop_path_rate", f"{args.drop_path_rate:g}",
                          *train_flags(args, out, args.epochs), *student_flags(args), "--save_total_limit", "1"],
              out),
         ]
