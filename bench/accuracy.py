@@ -23,8 +23,8 @@ once at the end of each run.
 
 Reported per recipe: Many/Medium/Few (LiVT's count split: > 100, 20..100, < 20 training images; CIFAR-10-LT rho=100
 has no class under 20 images, so Few is empty), DeiT-LT's head/mid/tail index split (classes sorted by training count,
-bounds [3, 7]: `long_tail_metrics(..., split="index", index_bounds="cifar10")`, computed here from the per-class
-accuracies with the same `shot_groups`), accuracy, ECE (15 bins), and a per-class accuracy plot with all recipes.
+bounds [3, 7]: the scripts' `--index_bounds cifar10`, read from their eval_results.json),
+accuracy, ECE (15 bins), and a per-class accuracy plot with all recipes.
 
 One recipe at a time; each result is appended to `<prefix>.json` as soon as it is done, so an interrupted run resumes
 at the next recipe (a recipe is skipped when a result with the same settings is already there). Writes `<prefix>.md`
@@ -141,11 +141,12 @@ def train_flags(args, output_dir: Path, epochs: int, learning_rate: float | None
 
 
 def student_flags(args) -> list[str]:
-    """Augmentation and mixing of every student (ViT) run, and DeiT-LT's head/mid/tail split in its results."""
+    """Augmentation, mixing and stochastic depth of every student (ViT) run, and DeiT-LT's head/mid/tail split in its
+    results."""
     return ["--mixup", f"{args.mixup:g}", "--cutmix", f"{args.cutmix:g}", "--label_smoothing",
             f"{args.label_smoothing:g}", "--rand_augment", args.rand_augment, "--random_erasing",
             f"{args.random_erasing:g}", "--repeated_augmentation", str(args.repeated_augmentation),
-            "--index_bounds", INDEX_BOUNDS]
+            "--drop_path_rate", f"{args.drop_path_rate:g}", "--index_bounds", INDEX_BOUNDS]
 
 
 def vit_flags(with_decoder: bool = False) -> list[str]:
@@ -161,8 +162,7 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
         out = run_dir / recipe
         return [("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, *vit_flags(),
                               *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", recipe,
-                              "--layer_decay", "1.0",
-                              "--drop_path_rate", f"{args.drop_path_rate:g}", "--save_total_limit", "1"], out)]
+                              "--layer_decay", "1.0", "--save_total_limit", "1"], out)]
     if recipe == "mgp_bal_bce":
         mgp_dir, out = run_dir / "mgp", run_dir / "mgp_bal_bce"
         return [
@@ -170,8 +170,7 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
                      *train_flags(args, mgp_dir, args.mgp_epochs), "--save_strategy", "no"], mgp_dir),
             ("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, "--model_name_or_path", str(mgp_dir),
                           *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", "bal_bce",
-                          "--layer_decay", "0.75",
-                          "--drop_path_rate", f"{args.drop_path_rate:g}", "--save_total_limit", "1"], out),
+                          "--layer_decay", "0.75", "--save_total_limit", "1"], out),
         ]
     if recipe == "deit_lt":
         teacher_dir, out = run_dir / "deit_lt_teacher", run_dir / "deit_lt"
@@ -185,7 +184,6 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
                          "--teacher_name_or_path", str(teacher_dir), "--drw_epoch", str(drw_epoch),
                          # the official CIFAR recipe stops mixing at DRW; without mixing there is nothing to stop
                          *(["--no_mixup_after_drw", "true"] if args.mixup > 0 or args.cutmix > 0 else []),
-                         "--drop_path_rate", f"{args.drop_path_rate:g}",
                          *train_flags(args, out, args.epochs), *student_flags(args), "--save_total_limit", "1"],
              out),
         ]
@@ -222,19 +220,6 @@ def read_test_metrics(output_dir: Path) -> dict:
     if metrics.get("split") != "test":
         raise RuntimeError(f"{path} does not hold the test evaluation (split={metrics.get('split')!r}).")
     return metrics
-
-
-def index_split(per_class: list, class_counts: list) -> dict:
-    """DeiT-LT's head/mid/tail (sorted-index) group accuracies: what `long_tail_metrics(..., split="index",
-    index_bounds="cifar10")` reports (mean of the group's per-class accuracies), from the per-class accuracies."""
-    from modeling_livt.metrics import shot_groups
-
-    groups = shot_groups(class_counts, split="index", index_bounds=INDEX_BOUNDS)
-    out = {}
-    for name, classes in zip(("head", "mid", "tail"), groups):
-        values = [per_class[c] for c in classes if per_class[c] is not None]
-        out[f"index_{name}_accuracy"] = sum(values) / len(values) if values else None
-    return out
 
 
 def load_results(path: Path) -> list[dict]:
@@ -358,7 +343,6 @@ def main(argv=None):
                 continue
             raise SystemExit(1) from err
         class_counts = json.loads((stages[-1][2] / "class_counts.json").read_text())
-        metrics.update(index_split(metrics["per_class_accuracy"], class_counts))
         config = json.loads((stages[-1][2] / "config.json").read_text())
         id2label = config.get("id2label") or {}
         entry = {

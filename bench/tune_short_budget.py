@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -56,8 +57,8 @@ def main(argv=None):
                                         *CANDIDATES[name]])
         (stage, argv, out), = accuracy.recipe_commands("bal_bce", acc_args, Path(args.work_dir) / name)
         start = time.perf_counter()
-        accuracy.run_stage(stage, argv, Path(args.work_dir) / "logs" / f"{name}.log", {
-            **__import__("os").environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+        accuracy.run_stage(stage, argv, Path(args.work_dir) / "logs" / f"{name}.log",
+                           {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
         entry = {"candidate": name, "flags": CANDIDATES[name], "wall_time_s": time.perf_counter() - start,
                  "command": shlex.join(["python", *(accuracy.display_path(a) for a in argv[1:])]),
                  **best_validation(out)}

@@ -686,10 +686,10 @@ def _label_names(dataset: Dataset | IterableDataset, label_column: str, labels: 
     return [str(v) for v in unique]
 
 
-def _resolve_validation_source(args: DataArguments, long_tailing: bool) -> str:
+def _resolve_validation_source(args: DataArguments, long_tailing: bool, saved_split: dict | None) -> str:
     source = args.validation_source
-    if args.split_indices_file is not None and source == "auto":
-        source = _read_split_file(args.split_indices_file).get("validation_source") or "pool"  # as it was drawn
+    if saved_split is not None and source == "auto":
+        source = saved_split.get("validation_source") or "pool"  # as it was drawn
     if source == "auto":
         source = "unused" if long_tailing else "pool"
     if source == "unused" and not long_tailing:
@@ -765,9 +765,10 @@ def load_image_datasets(
         else:
             class_counts = class_counts_from_dataset(train, label_col, len(label_names))
     else:
+        saved_split = _read_split_file(args.split_indices_file) if args.split_indices_file is not None else None
         validation_source = None
         if must_carve:
-            validation_source = _resolve_validation_source(args, needs_indices)
+            validation_source = _resolve_validation_source(args, needs_indices, saved_split)
             pct = args.validation_split_percentage
             if pct is None:
                 pct = DEFAULT_VALIDATION_PERCENTAGE
@@ -800,10 +801,9 @@ def load_image_datasets(
             "dataset_name": args.dataset_name,
             "validation_source": validation_source,
         }
-        if args.split_indices_file is not None:
-            payload = _read_split_file(args.split_indices_file)
-            split_indices = payload["indices"]
-            saved_factor = payload.get("imbalance_factor")
+        if saved_split is not None:
+            split_indices = saved_split["indices"]
+            saved_factor = saved_split.get("imbalance_factor")
             if args.imbalance_factor is not None and saved_factor not in (None, args.imbalance_factor):
                 logger.warning(
                     "split_indices_file %s was drawn with imbalance_factor=%s, not %s: using the saved split",
@@ -811,14 +811,14 @@ def load_image_datasets(
                     saved_factor,
                     args.imbalance_factor,
                 )
-            metadata.update({k: v for k, v in payload.items() if k != "indices"})  # keep how it was drawn
-            pool_size = payload.get("pool_size")
+            metadata.update({k: v for k, v in saved_split.items() if k != "indices"})  # keep how it was drawn
+            pool_size = saved_split.get("pool_size")
             if pool_size is not None and pool_size != len(train):
                 raise ValueError(
                     f"{args.split_indices_file} was drawn from a pool of {pool_size} images, this pool has "
                     f"{len(train)} (different dataset, validation carve or lt_seed?)"
                 )
-            fingerprint = payload.get("pool_labels_sha1")
+            fingerprint = saved_split.get("pool_labels_sha1")
             if fingerprint is not None and fingerprint != _labels_fingerprint(pool_labels):
                 raise ValueError(
                     f"{args.split_indices_file} was drawn from a different training pool (its labels differ: another "

@@ -329,10 +329,11 @@ def _make_transform_fn(
 
     fn.image_column, fn.label_column = image_column, label_column
     fn.seed = seed
-    # The epoch lives in shared memory: DataLoader workers (persistent ones too) read what the trainer sets at each
-    # epoch start in the main process, instead of the value their copy of the dataset had when they started.
-    fn.epoch_tensor = torch.zeros((), dtype=torch.int64).share_memory_()
-    fn.set_epoch = lambda epoch: fn.epoch_tensor.fill_(int(epoch))
+    if seed is not None:
+        # The epoch lives in shared memory: DataLoader workers (persistent ones too) read what the trainer sets at
+        # each epoch start in the main process, instead of the value their copy of the dataset had when they started.
+        fn.epoch_tensor = torch.zeros((), dtype=torch.int64).share_memory_()
+        fn.set_epoch = lambda epoch: fn.epoch_tensor.fill_(int(epoch))
     return fn
 
 

@@ -21,7 +21,7 @@ from modeling_livt.transforms import INDEX_COLUMN
 
 
 def seeded_transforms(dataset) -> list:
-    """The seeded batch transforms (those with `set_epoch`) attached to `dataset`: a map-style dataset's
+    """The seeded batch transforms (only those have `set_epoch`) attached to `dataset`: a map-style dataset's
     `with_transform` function, the functions of an iterable dataset's lazy `map`s, or those of a wrapped dataset."""
     found = []
     if isinstance(dataset, Dataset) and dataset.format.get("type") == "custom":
