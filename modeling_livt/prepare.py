@@ -335,9 +335,18 @@ def prepare_dataset(
 
 
 def push_dataset_folder(output_dir: str | os.PathLike, hub_dataset_id: str, private: bool = False) -> str:
-    """Upload a prepared folder as a dataset repository (created if needed); returns the repo URL."""
+    """Upload a prepared folder (its data shards, card and class counts only) as a dataset repository; returns its URL.
+
+    The repository is created if needed; `HfApi.upload_folder` sends the shards through the Hub's large-file storage
+    in one commit.
+    """
     api = HfApi()
     url = api.create_repo(hub_dataset_id, repo_type="dataset", private=private, exist_ok=True)
-    # resumable, multi-commit upload: ImageNet-LT is ~13 GB, iNat18 over 100 GB
-    api.upload_large_folder(repo_id=hub_dataset_id, folder_path=str(output_dir), repo_type="dataset")
+    api.upload_folder(
+        repo_id=hub_dataset_id,
+        folder_path=str(output_dir),
+        repo_type="dataset",
+        allow_patterns=[f"{DATA_DIR}/*.parquet", "README.md", CLASS_COUNTS_FILE],
+        commit_message=f"Upload {Path(output_dir).name} (scripts/prepare_dataset.py)",
+    )
     return str(url)

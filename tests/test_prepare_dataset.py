@@ -379,3 +379,55 @@ def test_push_to_hub_fails_offline_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare, "get_token", lambda: None)
     with pytest.raises(RuntimeError, match="needs a Hugging Face token"):
         prepare_dataset.main(argv)
+
+
+def test_push_uploads_only_the_dataset_files(tmp_path, monkeypatch):
+    """The Hub calls, checked against HfApi's real signatures (no network): repo created, then one folder upload."""
+    import inspect
+
+    from huggingface_hub import HfApi
+
+    calls = []
+
+    class RecordingApi:
+        def create_repo(self, *args, **kwargs):
+            calls.append(("create_repo", inspect.signature(HfApi.create_repo).bind(self, *args, **kwargs).arguments))
+            return "https://huggingface.co/datasets/me/imagenet-lt"
+
+        def upload_folder(self, *args, **kwargs):
+            calls.append(
+                ("upload_folder", inspect.signature(HfApi.upload_folder).bind(self, *args, **kwargs).arguments)
+            )
+
+    monkeypatch.setattr(prepare, "HfApi", RecordingApi)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(prepare, "get_token", lambda: "hf_test")
+    _imagenet_lt_tree(tmp_path)
+    out = _run(tmp_path, "--push_to_hub", "--hub_dataset_id", "me/imagenet-lt", "--hub_private")
+    (create, created), (upload, uploaded) = calls
+    assert create == "create_repo" and created["repo_id"] == "me/imagenet-lt"
+    assert created["repo_type"] == "dataset" and created["private"] is True and created["exist_ok"] is True
+    assert upload == "upload_folder" and uploaded["folder_path"] == str(out) and uploaded["repo_type"] == "dataset"
+    assert uploaded["allow_patterns"] == ["data/*.parquet", "README.md", CLASS_COUNTS_FILE]
+
+
+def test_finetune_script_streams_the_prepared_folder(tmp_path):
+    """What the recipes do with the folder, streamed: one step of a tiny LiVT, class names and counts carried over."""
+    import run_finetune
+
+    from modeling_livt import LiVTForImageClassification
+
+    _imagenet_lt_tree(tmp_path)
+    data = _run(tmp_path)
+    out = tmp_path / "finetune"
+    run_finetune.main(
+        ["--dataset_name", str(data), "--streaming", "--class_counts_file", str(data / CLASS_COUNTS_FILE),
+         "--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--config_overrides",
+         "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64",
+         "--per_device_train_batch_size", "4", "--max_steps", "1", "--save_strategy", "no", "--eval_strategy", "no",
+         "--output_dir", str(out), "--report_to", "none", "--disable_tqdm", "true"]
+    )  # fmt: skip
+    model = LiVTForImageClassification.from_pretrained(out)
+    assert list(model.config.id2label.values()) == SYNSETS
+    assert list(model.config.class_counts) == [5, 3, 1]
+    assert json.loads((out / "eval_results.json").read_text())["accuracy"] is not None  # the test split, once
