@@ -28,6 +28,9 @@ setup(
         "timm>=1.0",  # the training transforms' RandAugment (transforms.py only; the model files never import it)
     ],
     extras_require={
-        "dev": ["pytest>=8.0", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100", "timm>=1.0", "tensorboard>=2.15"]
+        "dev": [
+            "pytest>=8.0", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "ruff>=0.6", "hypothesis>=6.100", "timm>=1.0",
+            "tensorboard>=2.15",
+        ]
     },
 )

@@ -56,6 +56,9 @@ RECIPES = ("ce", "bce", "bal_ce", "bal_bce", "mgp_bal_bce", "deit_lt")
 RECIPE_NAMES = {"ce": "CE", "bce": "BCE", "bal_ce": "Bal-CE", "bal_bce": "Bal-BCE", "mgp_bal_bce": "MGP + Bal-BCE",
                 "deit_lt": "DeiT-LT"}
 ENCODER = "hidden_size=128,num_hidden_layers=6,num_attention_heads=4,intermediate_size=512"
+# the same sizes for bench/flops.py (patch 4 on 32 px, the MGP decoder below, 75% masking)
+VIT_DIMS = dict(image_size=32, patch_size=4, hidden_size=128, num_hidden_layers=6, intermediate_size=512,
+                decoder_hidden_size=128, decoder_num_hidden_layers=2, decoder_intermediate_size=512)
 DECODER = ("decoder_hidden_size=128,decoder_num_hidden_layers=2,decoder_num_attention_heads=4,"
            "decoder_intermediate_size=512")
 INDEX_BOUNDS = "cifar10"
@@ -237,8 +240,39 @@ def save_results(path: Path, results: list[dict]):
     os.replace(tmp, path)
 
 
+def training_tflops(result: dict) -> float | None:
+    """Training FLOPs of a result's ViT stages (`bench/flops.py`'s matmul count: 3x forward), in TFLOPs: epochs x
+    training images x per-image FLOPs, MGP's stage included. None for DeiT-LT (its ResNet teacher is not counted)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from flops import ViTDims, classifier_forward_flops, mgp_forward_flops, training_flops
+
+    if result["recipe"] == "deit_lt":
+        return None
+    settings, images = result["settings"], sum(result["class_counts"])
+    dims = ViTDims(**VIT_DIMS, num_labels=len(result["class_counts"]))
+    total = settings["epochs"] * images * training_flops(classifier_forward_flops(dims))
+    if result["recipe"] == "mgp_bal_bce":
+        total += settings["mgp_epochs"] * images * training_flops(mgp_forward_flops(dims))
+    return total / 1e12
+
+
 def pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
+
+
+def epochs_cell(result: dict) -> str:
+    """Classifier epochs; MGP's and the teacher's epochs come first ("12 MGP + 12")."""
+    settings, epochs = result["settings"], str(result["settings"]["epochs"])
+    if result["recipe"] == "mgp_bal_bce":
+        return f"{settings['mgp_epochs']} MGP + {epochs}"
+    if result["recipe"] == "deit_lt":
+        return f"{settings['teacher_epochs']} teacher + {epochs}"
+    return epochs
+
+
+def flops_cell(result: dict) -> str:
+    value = training_tflops(result)
+    return "-" if value is None else f"{value:.0f}"
 
 
 def write_report(results: list[dict], prefix: Path):
@@ -250,9 +284,12 @@ def write_report(results: list[dict], prefix: Path):
              "images), test split "
              "balanced (10,000 images). Many/Medium/Few: LiVT's count split (> 100 / 20-100 / < 20 training images; "
              "rho = 100 leaves Few empty). Head/Mid/Tail: DeiT-LT's index split (classes sorted by count, bounds "
-             "[3, 7]). ECE: 15 bins. Accuracies in %.", "",
-             "| recipe | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | epochs | train min | settings |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "[3, 7]). ECE: 15 bins. Accuracies in %. Train TFLOPs: matmul FLOPs of the ViT stages (`bench/flops.py`, "
+             "3x forward; an MGP step sees 25% of the patches: 0.59x a supervised step here; DeiT-LT's teacher not "
+             "counted).", "",
+             "| recipe | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | epochs | train TFLOPs | train min | "
+             "settings |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         m = r["metrics"]
         extra = ""
@@ -263,7 +300,7 @@ def write_report(results: list[dict], prefix: Path):
             f"{pct(m.get('medium_shot_accuracy'))} | {pct(m.get('few_shot_accuracy'))} | "
             f"{pct(m.get('index_head_accuracy'))} | {pct(m.get('index_mid_accuracy'))} | "
             f"{pct(m.get('index_tail_accuracy'))} | {pct(m.get('accuracy'))} | {pct(m.get('ece'))} | "
-            f"{r['settings']['epochs']} | {r['wall_time_s'] / 60:.1f} | `{r['signature']}` |")
+            f"{epochs_cell(r)} | {flops_cell(r)} | {r['wall_time_s'] / 60:.1f} | `{r['signature']}` |")
     lines += ["", "Commands (per recipe, in order):", ""]
     for r in results:
         lines.append(f"- {RECIPE_NAMES.get(r['recipe'], r['recipe'])} ({r['date']}):")

@@ -760,8 +760,14 @@ def load_image_datasets(
                 for s in (train, validation, test)
             )
         label_names = _label_names(train, label_col, None)
-        if args.class_counts_file:
-            class_counts = load_class_counts(args.class_counts_file, label_names)
+        # a folder written by scripts/prepare_dataset.py carries its train counts: no counting pass over the stream
+        beside = os.path.join(args.dataset_name, CLASS_COUNTS_FILE) if _is_local_path(args.dataset_name) else None
+        counts_file = args.class_counts_file
+        if counts_file is None and beside and os.path.isfile(beside) and args.max_train_samples is None:
+            logger.info("class counts of the streamed training split read from %s", beside)
+            counts_file = beside
+        if counts_file:
+            class_counts = load_class_counts(counts_file, label_names)
         else:
             class_counts = class_counts_from_dataset(train, label_col, len(label_names))
     else:

@@ -106,46 +106,32 @@ def plot_per_class_accuracy(
     return _save(fig, path)
 
 
-def plot_reliability_diagram(logits, labels, path, n_bins: int = 15, title: str | None = None) -> str:
-    """Reliability diagram: per-bin accuracy bars against confidence, the gap to the mean confidence of each
-    bin, the diagonal of perfect calibration and the ECE in the title. Bins are those of
-    :func:`modeling_livt.metrics.reliability_bins` (same code as the ECE). Saves a PNG, returns ``path``.
+def reliability_diagram_figure(logits, labels, n_bins: int = 15, title: str | None = None) -> Figure:
+    """The reliability diagram as a matplotlib `Figure` (what `plot_reliability_diagram` saves).
+
+    Per non-empty confidence bin (those of :func:`modeling_livt.metrics.reliability_bins`, the ECE's own code): a solid
+    bar up to the bin's accuracy (container label ``"accuracy"``), a hatched outline spanning from the accuracy to the
+    bin's mean confidence (``"gap to confidence"``: above the bar for an overconfident bin, inside it for an
+    underconfident one; drawn unfilled on top so the accuracy bar stays visible), a marker at the mean confidence, the
+    diagonal of perfect calibration and the ECE / MCE in the title.
     """
     bins = reliability_bins(logits, labels, n_bins=n_bins)
     lower = np.asarray(bins["bin_lower"])
     width = 1.0 / n_bins
     nonempty = np.array([c > 0 for c in bins["count"]], dtype=bool)
-    acc = np.array([a if a is not None else 0.0 for a in bins["accuracy"]])
-    conf = np.array([c if c is not None else 0.0 for c in bins["confidence"]])
+    acc = np.array([a if a is not None else 0.0 for a in bins["accuracy"]])[nonempty]
+    conf = np.array([c if c is not None else 0.0 for c in bins["confidence"]])[nonempty]
+    left = lower[nonempty]
 
     fig = Figure(figsize=(5.0, 5.0))
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(
-        lower[nonempty],
-        acc[nonempty],
-        width=width,
-        align="edge",
-        color="tab:blue",
-        edgecolor="black",
-        linewidth=0.5,
-        label="accuracy",
-    )
-    gap_bottom = np.minimum(acc, conf)[nonempty]
-    gap_height = np.abs(conf - acc)[nonempty]
-    ax.bar(
-        lower[nonempty],
-        gap_height,
-        bottom=gap_bottom,
-        width=width,
-        align="edge",
-        color="tab:red",
-        alpha=0.3,
-        edgecolor="tab:red",
-        hatch="//",
-        linewidth=0.5,
-        label="gap to confidence",
-    )
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+    ax.bar(left, acc, width=width, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5,
+           label="accuracy", zorder=2)
+    ax.bar(left, np.abs(conf - acc), bottom=np.minimum(acc, conf), width=width, align="edge", fill=False,
+           edgecolor="tab:red", hatch="//", linewidth=0.8, label="gap to confidence", zorder=3)
+    ax.plot(left + width / 2, conf, linestyle="none", marker="_", markersize=10, markeredgewidth=2, color="tab:red",
+            label="mean confidence", zorder=4)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration", zorder=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
@@ -154,7 +140,12 @@ def plot_reliability_diagram(logits, labels, path, n_bins: int = 15, title: str 
     ece_text = f"ECE {bins['ece']:.2%}, MCE {bins['mce']:.2%}"
     ax.set_title(f"{title}\n{ece_text}" if title else f"Reliability diagram ({ece_text})", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, path)
+    return fig
+
+
+def plot_reliability_diagram(logits, labels, path, n_bins: int = 15, title: str | None = None) -> str:
+    """Save :func:`reliability_diagram_figure` as a PNG at ``path``; returns ``path``."""
+    return _save(reliability_diagram_figure(logits, labels, n_bins=n_bins, title=title), path)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,13 +1,37 @@
 """Shared pytest fixtures (CPU only, offline)."""
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 # Tests never reach the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+# Isolation under pytest-xdist: each worker gets its own remote-code module cache and datasets cache (two workers
+# writing the same dynamic module or cache file race), and one torch thread (2 workers on 2 cores; subprocesses
+# inherit OMP_NUM_THREADS). Set before transformers/datasets are imported: both read these at import time.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_CACHE_ROOT = Path(tempfile.gettempdir()) / f"modeling_livt_tests_{os.getpid()}_{_WORKER}"
+os.environ["HF_MODULES_CACHE"] = str(_CACHE_ROOT / "hf_modules")
+os.environ["HF_DATASETS_CACHE"] = str(_CACHE_ROOT / "datasets")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+# Property tests draw the same examples on every run (a failure in CI reproduces locally).
+settings.register_profile("derandomized", derandomize=True)
+settings.load_profile("derandomized")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

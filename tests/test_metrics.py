@@ -350,3 +350,34 @@ def test_parse_index_bounds_names_pairs_and_auto():
         parse_index_bounds("7,3")
     with pytest.raises(ValueError, match="integers"):
         parse_index_bounds("a,b")
+
+
+def test_reliability_diagram_bars_read_back_match_the_bins():
+    """Bar heights read back from the figure's artists: 'accuracy' bars end at each bin's accuracy, the hatched 'gap'
+    spans accuracy..mean confidence, and the markers sit at the confidence (numbers built by hand, not by the code)."""
+    from modeling_livt.plots import reliability_diagram_figure
+
+    def two_class_logits(confidence, n):  # softmax max-probability exactly `confidence` on class 0
+        return np.tile([np.log(confidence), np.log(1 - confidence)], (n, 1))
+
+    # bin [0.5, 0.6): 20 images at confidence 0.55, all right (underconfident: accuracy 1.0)
+    # bin [0.9, 1.0]: 20 images at confidence 0.95, half right (overconfident: accuracy 0.5)
+    logits = np.concatenate([two_class_logits(0.55, 20), two_class_logits(0.95, 20)])
+    labels = np.array([0] * 20 + [0] * 10 + [1] * 10)
+    ax = reliability_diagram_figure(logits, labels, n_bins=10).axes[0]
+    bars = {container.get_label(): container.patches for container in ax.containers}
+    assert set(bars) == {"accuracy", "gap to confidence"}
+
+    def boxes(patches):
+        return [(round(p.get_x(), 6), round(p.get_y(), 6), round(p.get_y() + p.get_height(), 6)) for p in patches]
+
+    assert boxes(bars["accuracy"]) == [(0.5, 0.0, 1.0), (0.9, 0.0, 0.5)]
+    assert boxes(bars["gap to confidence"]) == [(0.5, 0.55, 1.0), (0.9, 0.5, 0.95)]
+    markers = next(line for line in ax.lines if line.get_label() == "mean confidence")
+    np.testing.assert_allclose(markers.get_ydata(), [0.55, 0.95])
+    # the gap is drawn unfilled above the accuracy bars: the accuracy bar stays visible under it
+    assert not bars["gap to confidence"][0].get_fill()
+    assert bars["gap to confidence"][0].get_zorder() > bars["accuracy"][0].get_zorder()
+    # the legend names what is drawn, in drawing order
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "mean confidence", "perfect calibration", "accuracy", "gap to confidence"]

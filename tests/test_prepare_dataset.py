@@ -122,8 +122,24 @@ def test_package_loader_reads_the_folder_map_style_and_streaming(tmp_path):
     assert streamed.class_counts == [5, 3, 1] and streamed.label_names == SYNSETS
     assert Counter(row["label"] for row in streamed.train) == Counter({0: 5, 1: 3, 2: 1})
     assert streamed.train.num_shards == 2
-    counted = load_image_datasets(DataArguments(dataset_name=str(out), streaming=True))  # one pass over the labels
-    assert counted.class_counts == [5, 3, 1]
+
+
+def test_streamed_folder_reads_its_class_counts_file_without_a_counting_pass(tmp_path, monkeypatch):
+    import modeling_livt.data as data_module
+
+    _imagenet_lt_tree(tmp_path)
+    out = _run(tmp_path)
+    real_count = data_module.class_counts_from_dataset
+
+    def no_counting_pass(*args, **kwargs):
+        raise AssertionError("counted the stream although class_counts.json lies beside the shards")
+
+    monkeypatch.setattr(data_module, "class_counts_from_dataset", no_counting_pass)
+    assert load_image_datasets(DataArguments(dataset_name=str(out), streaming=True)).class_counts == [5, 3, 1]
+    # without the file the loader counts (one pass over the labels)
+    (out / CLASS_COUNTS_FILE).unlink()
+    monkeypatch.setattr(data_module, "class_counts_from_dataset", real_count)
+    assert load_image_datasets(DataArguments(dataset_name=str(out), streaming=True)).class_counts == [5, 3, 1]
 
 
 def test_places_lt_lists_and_label_names_file(tmp_path):
