@@ -2,7 +2,8 @@
 long-tailed recognition"): `--sampler instance|class_balanced|square_root|progressive`.
 
 A class j with n_j training images is drawn with probability p_j = n_j^q / sum_i n_i^q: q = 1 instance-balanced (every
-image equally likely, the usual shuffle), q = 0 class-balanced, q = 1/2 square-root; progressive moves linearly from
+image equally likely; the trainers keep Trainer's shuffle for `--sampler instance`, each image once per epoch),
+q = 0 class-balanced, q = 1/2 square-root; progressive moves linearly from
 instance- to class-balanced over the run, p_j(t) = (1 - t/T) p_j^IB + (t/T) p_j^CB with t the epoch (0-based) and T
 the number of epochs. Within a class every image is equally likely. Classes without images are left out of the sums
 (0^0 would otherwise give an empty class a share).
