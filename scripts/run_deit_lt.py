@@ -35,7 +35,7 @@ from trainers.deit_lt import (  # noqa: E402
     DistillationArguments,
     DistillationTeacher,
 )
-from trainers.workflow import build_config, prepare_data, train_evaluate_and_report  # noqa: E402
+from trainers.workflow import build_config, prepare_data, sampling_recipe, train_evaluate_and_report  # noqa: E402
 
 
 def _teacher_reference(teacher: str, output_dir: str) -> str:
@@ -109,6 +109,7 @@ def main(argv=None):
         f"{aug_args.random_erasing}",
         "image size": image_size,
         "normalization": aug_args.normalization,
+        **sampling_recipe(training_args),
     }
     test_metrics = {}
 

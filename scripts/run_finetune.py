@@ -18,7 +18,7 @@ from modeling_livt.data import DataArguments  # noqa: E402
 from modeling_livt.model_card import write_model_card  # noqa: E402
 from trainers import AugmentationArguments, BalancedTrainer, ModelArguments  # noqa: E402
 from trainers.arguments import FinetuneTrainingArguments  # noqa: E402
-from trainers.workflow import build_config, prepare_data, train_evaluate_and_report  # noqa: E402
+from trainers.workflow import build_config, prepare_data, sampling_recipe, train_evaluate_and_report  # noqa: E402
 
 
 def main(argv=None):
@@ -64,6 +64,7 @@ def main(argv=None):
         "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
         "image size": image_size,
         "normalization": aug_args.normalization,
+        **sampling_recipe(training_args),
     }
     test_metrics = {}
 

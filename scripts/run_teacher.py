@@ -29,7 +29,7 @@ from trainers.teacher import (  # noqa: E402
     build_teacher_model,
     default_teacher_image_size,
 )
-from trainers.workflow import prepare_data, train_evaluate_and_report  # noqa: E402
+from trainers.workflow import prepare_data, sampling_recipe, train_evaluate_and_report  # noqa: E402
 
 
 def main(argv=None):
@@ -61,6 +61,7 @@ def main(argv=None):
         f"{aug_args.random_erasing}",
         "image size": image_size,
         "normalization": aug_args.normalization,
+        **sampling_recipe(training_args),
     }
     test_metrics = {}
 

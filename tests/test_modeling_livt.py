@@ -128,6 +128,30 @@ def test_remote_code_load_without_our_package(tmp_path):
     assert "REMOTE_OK" in result.stdout, result.stderr[-3000:]
 
 
+def test_mgp_model_remote_code_load_without_our_package(tmp_path):
+    """The MGP stage's folder (AutoModelForPreTraining) loads by remote code alone: same loss and reconstruction under
+    the same masking noise."""
+    model = ml.LiVTForMaskedImageModeling(tiny_livt_config()).eval()
+    x, noise = _pixels(2), torch.rand(2, 64, generator=torch.Generator().manual_seed(5))
+    model.save_pretrained(tmp_path / "mgp")
+    out = model(x, noise=noise)
+    torch.save({"x": x, "noise": noise, "loss": out.loss.detach(), "logits": out.logits.detach()}, tmp_path / "ref.pt")
+    script = textwrap.dedent(f"""
+        import torch
+        from transformers import AutoModelForPreTraining
+        m = AutoModelForPreTraining.from_pretrained({str(tmp_path / "mgp")!r}, trust_remote_code=True).eval()
+        assert type(m).__module__.startswith('transformers_modules'), type(m).__module__
+        assert type(m).__name__ == 'LiVTForMaskedImageModeling', type(m).__name__
+        ref = torch.load({str(tmp_path / "ref.pt")!r})
+        out = m(ref['x'], noise=ref['noise'])
+        assert torch.equal(out.logits, ref['logits']), (out.logits - ref['logits']).abs().max()
+        assert torch.equal(out.loss, ref['loss']), (out.loss, ref['loss'])
+        print('REMOTE_OK')
+    """)
+    result = run_without_our_package(script, tmp_path)
+    assert "REMOTE_OK" in result.stdout, result.stderr[-3000:]
+
+
 def test_mgp_masking_is_deterministic_with_noise_and_keeps_25_percent():
     config = tiny_livt_config()
     model = ml.LiVTForMaskedImageModeling(config).eval()

@@ -10,6 +10,8 @@ from transformers.integrations import is_tensorboard_available
 
 from modeling_livt.metrics import parse_index_bounds
 
+from .class_sampling import SAMPLERS, check_sampler_name
+
 logger = logging.getLogger(__name__)
 
 # `--index_bounds` of every classification script (run_finetune, run_teacher, run_deit_lt) and of run_eval.py
@@ -40,6 +42,27 @@ class LongTailTrainingArguments(TrainingArguments):
         metadata={"help": "Repeated augmentation (DeiT's RASampler): each epoch shows a 1/N share of the images N "
                   "times each, every copy augmented differently (copies on different processes under DDP); 1 = off."},
     )
+    sampler: str = field(
+        default="instance",
+        metadata={
+            "help": "Which images each epoch draws (Kang et al. 2020): instance (every image once, shuffled), or, with "
+            "replacement and as many draws as images, class_balanced (every class equally likely), square_root "
+            "(class j ~ sqrt(n_j)) or progressive (instance -> class-balanced linearly over the epochs).",
+            "choices": list(SAMPLERS),
+        },
+    )
+    freeze_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "Classifier re-training (cRT): train only the classification head(s) of --model_name_or_path "
+            "(LiVT: classifier; DeiT-LT: both heads; CIFAR ResNet: linear), the rest frozen and in eval mode. "
+            "Usually with --sampler class_balanced."
+        },
+    )
+    reinit_head: bool = field(
+        default=True,
+        metadata={"help": "With --freeze_encoder: re-initialise the head(s) first, as cRT (false: go on from them)."},
+    )
     max_grad_norm: float = field(
         default=0.0,
         metadata={"help": "Gradient clipping norm; 0 turns it off (neither official repo clips; transformers: 1.0)."},
@@ -60,6 +83,10 @@ class LongTailTrainingArguments(TrainingArguments):
     model_ema_force_cpu: bool = field(
         default=False, metadata={"help": "Keep the EMA on the CPU (saves accelerator memory; DeiT's flag)."}
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_sampler_name(self.sampler)  # from Python too (the command line checks `choices`)
 
 
 @dataclass

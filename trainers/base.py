@@ -20,7 +20,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate
 
 from modeling_livt.transforms import INDEX_COLUMN
 
+from .class_sampling import ClassAwareSampler, dataset_labels, training_epochs
 from .ema import EMA_DIR_NAME, EMA_WEIGHTS_NAME, ModelEMACallback, check_ema_checkpoint
+from .freezing import freeze_encoder
 from .optim import param_groups, scaled_learning_rate
 from .sampling import AugmentationEpochCallback, RepeatedAugmentationSampler, repeat_rows, seeded_transforms
 
@@ -65,7 +67,10 @@ class LongTailTrainerMixin:
         check_hub_access(kwargs.get("args", args[1] if len(args) > 1 else None))  # Trainer creates the repo in init
         super().__init__(*args, **kwargs)
         self.add_callback(AugmentationEpochCallback(self))  # every epoch draws new (seeded) augmentations
+        self._setup_class_aware_sampling()  # before repeated augmentation copies the rows: labels of the images
         self._setup_repeated_augmentation()
+        if getattr(self.args, "freeze_encoder", False):  # cRT
+            freeze_encoder(self.accelerator.unwrap_model(self.model), getattr(self.args, "reinit_head", True))
         if os.environ.get(FAULT_KILL_AT_STEP):
             self.add_callback(_FaultInjectionCallback())
         self.model_ema_callback = None
@@ -94,18 +99,40 @@ class LongTailTrainerMixin:
         if INDEX_COLUMN in columns and seeded_transforms(self.train_dataset):
             self.train_dataset = repeat_rows(self.train_dataset, repeats)  # each copy gets its own augmentation
 
+    def _setup_class_aware_sampling(self):
+        """`--sampler` other than instance: read the training labels now (a streamed set fails here, not mid-run)."""
+        self.sampling_labels = None
+        strategy = getattr(self.args, "sampler", "instance")
+        if strategy == "instance" or self.train_dataset is None:
+            return
+        if not has_length(self.train_dataset):
+            raise ValueError(
+                f"--sampler {strategy} needs a map-style training set (it draws images by index); drop --streaming "
+                "or pass --sampler instance."
+            )
+        self.sampling_labels = dataset_labels(self.train_dataset)
+
     def _get_train_sampler(self, train_dataset=None):
+        class_aware = None
+        if self.sampling_labels is not None:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            class_aware = ClassAwareSampler(self.sampling_labels, self.args.sampler, seed=seed, num_epochs=1)
         if self.repeated_augmentation_images is None:
-            return super()._get_train_sampler(train_dataset)
-        dataset = self.train_dataset if train_dataset is None else train_dataset
-        return RepeatedAugmentationSampler(
-            self.repeated_augmentation_images,
-            num_repeats=self.args.repeated_augmentation,
-            num_processes=self.args.world_size,
-            batch_size=self.args.per_device_train_batch_size,
-            seed=self.args.seed,
-            copies_are_rows=len(dataset) > self.repeated_augmentation_images,
-        )
+            sampler = class_aware if class_aware is not None else super()._get_train_sampler(train_dataset)
+        else:
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            sampler = RepeatedAugmentationSampler(
+                self.repeated_augmentation_images,
+                num_repeats=self.args.repeated_augmentation,
+                num_processes=self.args.world_size,
+                batch_size=self.args.per_device_train_batch_size,
+                seed=self.args.seed,
+                copies_are_rows=len(dataset) > self.repeated_augmentation_images,
+                image_order=class_aware.epoch_indices if class_aware is not None else None,
+            )
+        if class_aware is not None:  # T of the progressive schedule: the epochs this run's sampler length gives
+            class_aware.num_epochs = training_epochs(self.args, len(sampler))
+        return sampler
 
     def _setup_long_tail(self, eval_data_collator=None, model_card_writer: Callable[[], None] | None = None):
         self.model_accepts_loss_kwargs = False

@@ -12,6 +12,7 @@ augmentation (every image several times per epoch, each copy augmented different
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from datasets import Dataset, IterableDataset, concatenate_datasets
@@ -62,7 +63,9 @@ class RepeatedAugmentationSampler(torch.utils.data.Sampler):
 
     With `copies_are_rows` the dataset holds each image `num_repeats` times (`repeat_rows`: copy c of image i is row
     `c * num_images + i`), so each copy has its own augmentation seed; otherwise the same row is yielded repeatedly.
-    Deterministic given (seed, epoch): a resumed run replays the same order.
+    Deterministic given (seed, epoch): a resumed run replays the same order. `image_order(epoch)`, when given, replaces
+    the epoch's permutation of the images (e.g. a class-aware draw, `ClassAwareSampler.epoch_indices`): its first
+    images are the ones repeated.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class RepeatedAugmentationSampler(torch.utils.data.Sampler):
         batch_size: int = 1,
         seed: int = 0,
         copies_are_rows: bool = False,
+        image_order: Callable[[int], Sequence[int]] | None = None,
     ):
         if num_repeats < 1:
             raise ValueError(f"num_repeats must be >= 1, got {num_repeats}")
@@ -82,6 +86,7 @@ class RepeatedAugmentationSampler(torch.utils.data.Sampler):
         self.batch_size = batch_size
         self.seed = seed
         self.copies_are_rows = copies_are_rows
+        self.image_order = image_order
         self.epoch = 0
         per_process = num_images // num_processes
         whole_batches = per_process // batch_size * batch_size
@@ -92,9 +97,12 @@ class RepeatedAugmentationSampler(torch.utils.data.Sampler):
 
     def process_indices(self) -> list[list[int]]:
         """This epoch's sample list of every process (what DeiT's sampler gives each rank)."""
-        generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.num_images, generator=generator).tolist()
+        if self.image_order is not None:
+            order = list(self.image_order(self.epoch))
+        else:
+            generator = torch.Generator()
+            generator.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.num_images, generator=generator).tolist()
         n = self.num_images
         repeated = [i + copy * n if self.copies_are_rows else i for i in order for copy in range(self.num_repeats)]
         total = math.ceil(len(repeated) / self.num_processes) * self.num_processes

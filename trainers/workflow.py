@@ -33,6 +33,7 @@ from modeling_livt.transforms import (
 )
 
 from .arguments import AugmentationArguments
+from .class_sampling import SAMPLER_DESCRIPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,15 @@ def build_config(model_args, config_class=LiVTConfig, presets=LIVT_PRESETS, **fi
     if os.path.exists(name):
         return config_class.from_pretrained(name, **overrides)
     raise ValueError(f"--config_name {name!r} is neither a preset ({sorted(presets)}) nor an existing config path.")
+
+
+def sampling_recipe(training_args) -> dict[str, str]:
+    """The model card's recipe lines for `--sampler` and `--freeze_encoder` (cRT)."""
+    recipe = {"sampler": SAMPLER_DESCRIPTIONS[getattr(training_args, "sampler", "instance")]}
+    if getattr(training_args, "freeze_encoder", False):
+        recipe["classifier re-training (cRT)"] = "encoder frozen, classification head(s) " + (
+            "re-initialised and re-trained" if getattr(training_args, "reinit_head", True) else "re-trained")
+    return recipe
 
 
 def resolve_normalization(aug_args: AugmentationArguments, data: LongTailedData) -> tuple[tuple, tuple]:
