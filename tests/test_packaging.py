@@ -89,3 +89,16 @@ def test_installed_wheel_trains_and_writes_a_model_card(tmp_path):
     assert card.startswith("---\n") and "model-index:" in card and "{{" not in card and "{%" not in card
     assert "A **LiVT** vision transformer" in card  # the template's own text, rendered
     assert "| Accuracy |" in card and "made long-tailed with imbalance factor 10.0" in card
+
+
+def test_templates_come_from_the_checkout_when_not_installed(tmp_path):
+    from modeling_livt.model_card import template_text, write_model_card
+
+    for path in (ROOT / "model_cards").glob("*.md.j2"):
+        assert template_text(path.name.removesuffix(".md.j2")) == path.read_text(encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match=r"template nope\.md\.j2 is missing: looked in the installed package "
+                       r".* and in the repository's model_cards/ folder"):
+        template_text("nope")
+    for method in ("livt", "deit_lt", "teacher"):
+        card = write_model_card(tmp_path / method, method, "m", {"accuracy": 0.5}, [30, 10, 3], "digits").read_text()
+        assert "Accuracy" in card and "| 50.00 % |" in card and "{{" not in card, method
