@@ -2,6 +2,11 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
+# console commands: livt-<name> -> modeling_livt_scripts._console.<function> (scripts/_console.py), which runs the
+# script's main() as `python scripts/<script>.py` would
+CLI = {"mgp": "mgp", "finetune": "finetune", "teacher": "teacher", "deit-lt": "deit_lt", "eval": "evaluate",
+       "convert": "convert", "demo": "demo"}
+
 setup(
     name="modeling_livt",
     version="0.1.0",
@@ -9,8 +14,16 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["modeling_livt", "modeling_livt.*", "trainers", "trainers.*"]),
-    package_data={"modeling_livt": ["long_tail_metric/*.py"]},
+    # The repository keeps the model card templates in the top-level model_cards/ and the CLIs in scripts/ (the fixed
+    # layout); the wheel installs them as modeling_livt/model_cards/ (read by modeling_livt.model_card) and as the
+    # modeling_livt_scripts package behind the livt-* commands.
+    packages=find_packages(include=["modeling_livt", "modeling_livt.*", "trainers", "trainers.*"])
+    + ["modeling_livt.model_cards", "modeling_livt_scripts"],
+    package_dir={"modeling_livt.model_cards": "model_cards", "modeling_livt_scripts": "scripts"},
+    package_data={"modeling_livt": ["long_tail_metric/*.py"], "modeling_livt.model_cards": ["*.md.j2"]},
+    entry_points={
+        "console_scripts": [f"livt-{name}=modeling_livt_scripts._console:{function}" for name, function in CLI.items()]
+    },
     install_requires=[
         "torch>=2.4,<3",
         "torchvision>=0.19",

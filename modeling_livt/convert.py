@@ -42,6 +42,7 @@ from .configuration_deit_lt import DeiTLTConfig
 from .configuration_livt import LOSS_TYPES, LiVTConfig
 from .modeling_deit_lt import DeiTLTForImageClassification, DeiTLTModel
 from .modeling_livt import LiVTForImageClassification, LiVTForMaskedImageModeling, LiVTModel
+from .official_eval import folder_mean_std, official_eval_image_processor, official_mean_std
 
 logger = logging.getLogger(__name__)
 
@@ -649,8 +650,9 @@ def convert_vit_mae_folder(path, config_overrides: Mapping | None = None):
 
 
 def convert_livt_checkpoint_file(path, config_overrides: Mapping | None = None, allowed_classes: Iterable = ()):
-    """An official LiVT / MAE `.pth` (timm layout) -> LiVT model (classifier, MGP or encoder), eval mode."""
-    checkpoint = load_official_checkpoint(path, allowed_classes)
+    """An official LiVT / MAE `.pth` (timm layout) -> LiVT model (classifier, MGP or encoder), eval mode.
+    `path` may also be the checkpoint already loaded with `load_official_checkpoint`."""
+    checkpoint = path if isinstance(path, Mapping) else load_official_checkpoint(path, allowed_classes)
     state_dict = extract_state_dict(checkpoint)
     config = infer_livt_config(state_dict, checkpoint_args(checkpoint), **dict(config_overrides or {}))
     model_class, target = convert_timm_vit_state_dict(state_dict, config)
@@ -761,8 +763,9 @@ def convert_timm_deit_state_dict(state_dict: Mapping[str, torch.Tensor], config:
 
 
 def convert_deit_lt_checkpoint_file(path, config_overrides: Mapping | None = None, allowed_classes: Iterable = ()):
-    """An official DeiT-LT (or DeiT distilled) `.pth` -> `DeiTLTForImageClassification` (or `DeiTLTModel`), eval."""
-    checkpoint = load_official_checkpoint(path, allowed_classes)
+    """An official DeiT-LT (or DeiT distilled) `.pth` -> `DeiTLTForImageClassification` (or `DeiTLTModel`), eval.
+    `path` may also be the checkpoint already loaded with `load_official_checkpoint`."""
+    checkpoint = path if isinstance(path, Mapping) else load_official_checkpoint(path, allowed_classes)
     state_dict = extract_state_dict(checkpoint)
     config = infer_deit_lt_config(state_dict, checkpoint_args(checkpoint), **dict(config_overrides or {}))
     model_class, target = convert_timm_deit_state_dict(state_dict, config)
@@ -813,61 +816,64 @@ def convert_deit_folder(path, config_overrides: Mapping | None = None):
 # Image processor and entry point
 # ---------------------------------------------------------------------------------------------------------------------
 def build_eval_image_processor(image_size: int, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD):
-    """The eval transform as a transformers image processor (`transforms.build_image_processor`: bicubic resize of
-    the shorter side to int(size / 0.875) + center crop up to 224, no crop margin above, no crop for <= 32 px)."""
+    """The eval transform of models trained here (`transforms.build_image_processor`: bicubic resize of the shorter
+    side to int(size / 0.875) + center crop up to 224, no crop margin above, no crop for <= 32 px). Ported checkpoints
+    get their official repository's transform instead (`official_eval.official_eval_image_processor`)."""
     from .transforms import build_image_processor  # lazy: torchvision and datasets are only needed when saving
 
     return build_image_processor(image_size, mean, std)
 
 
-def _folder_mean_std(folder) -> tuple:
-    """mean/std of a transformers folder's own image processor, ImageNet's when it has none."""
-    path = os.path.join(os.fspath(folder), "preprocessor_config.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            processor = json.load(f)
-        if processor.get("image_mean") and processor.get("image_std"):
-            return tuple(processor["image_mean"]), tuple(processor["image_std"])
-    return IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+def _normalization_stats(normalization) -> tuple:
+    """`(mean, std)` from a preset name of `transforms.NORMALIZATION_STATS` or a `(mean, std)` pair."""
+    if isinstance(normalization, str):
+        from .transforms import get_normalization  # lazy, as above
+
+        return get_normalization(normalization)
+    mean, std = normalization
+    return tuple(mean), tuple(std)
 
 
-def convert_checkpoint(source: str, checkpoint, output_dir=None, config_overrides=None, allowed_classes=()):
+def convert_checkpoint(source: str, checkpoint, output_dir=None, config_overrides=None, allowed_classes=(),
+                       normalization=None):
     """Convert `checkpoint` (a `.pth` file or a transformers folder) of `source` (one of `SOURCES`) and, when
     `output_dir` is given, save it there with `save_pretrained` plus a `preprocessor_config.json`, so that
     `AutoModel*.from_pretrained(output_dir, trust_remote_code=True)` loads it. Returns the model (eval mode).
 
     `config_overrides`: a `"k=v,..."` string or a dict of config fields (heads, image size, ...; see the module doc).
     `allowed_classes`: extra classes (or qualified names) that `torch.load(weights_only=True)` may unpickle.
+    The saved image processor is the official evaluation transform of the model's family (`official_eval`); its
+    mean/std come from `normalization` (a preset name such as `"imagenet_lt"`, or a `(mean, std)` pair) or, when it
+    is None, from the source: a folder's own processor, LiVT's `args.dataset`, ImageNet's for DeiT-LT.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; choose one of {list(SOURCES)}.")
     if isinstance(allowed_classes, str):
         allowed_classes = [name.strip() for name in allowed_classes.split(",") if name.strip()]
+    stats = None if normalization is None else _normalization_stats(normalization)  # bad names fail before loading
     checkpoint = os.fspath(checkpoint)
     if not os.path.exists(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint} not found.")
-    is_folder = os.path.isdir(checkpoint)
-    mean, std = _folder_mean_std(checkpoint) if is_folder else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
-
-    if source in LIVT_SOURCES:
-        overrides = (parse_config_overrides(config_overrides, LiVTConfig) if isinstance(config_overrides, str)
-                     or config_overrides is None else dict(config_overrides))
-        if is_folder:
-            model = convert_vit_mae_folder(checkpoint, overrides)
-        else:
-            model = convert_livt_checkpoint_file(checkpoint, overrides, allowed_classes)
-    else:
-        overrides = (parse_config_overrides(config_overrides, DeiTLTConfig) if isinstance(config_overrides, str)
-                     or config_overrides is None else dict(config_overrides))
-        if is_folder:
-            model = convert_deit_folder(checkpoint, overrides)
-        else:
-            model = convert_deit_lt_checkpoint_file(checkpoint, overrides, allowed_classes)
+    family = "livt" if source in LIVT_SOURCES else "deit_lt"
+    config_class = LiVTConfig if family == "livt" else DeiTLTConfig
+    overrides = (parse_config_overrides(config_overrides, config_class) if isinstance(config_overrides, str)
+                 or config_overrides is None else dict(config_overrides))
+    # a folder is converted from its path; a file is loaded once, for its weights and its pickled args
+    loaded = checkpoint if os.path.isdir(checkpoint) else load_official_checkpoint(checkpoint, allowed_classes)
+    folder_converter, file_converter = {
+        "livt": (convert_vit_mae_folder, convert_livt_checkpoint_file),
+        "deit_lt": (convert_deit_folder, convert_deit_lt_checkpoint_file),
+    }[family]
+    model = (folder_converter if isinstance(loaded, str) else file_converter)(loaded, overrides)
 
     if output_dir is not None:
+        if stats is None:
+            is_folder = isinstance(loaded, str)
+            stats = folder_mean_std(loaded) if is_folder else official_mean_std(family, checkpoint_args(loaded))
+        mean, std = stats
         os.makedirs(output_dir, exist_ok=True)
         model.save_pretrained(output_dir)
-        build_eval_image_processor(model.config.image_size, mean, std).save_pretrained(output_dir)
+        official_eval_image_processor(family, model.config.image_size, mean, std).save_pretrained(output_dir)
         logger.info("Saved %s to %s", type(model).__name__, output_dir)
     return model
 

@@ -1,18 +1,22 @@
 """Model cards with long-tail results, written with huggingface_hub's `ModelCard` / `ModelCardData`.
 
-The templates live in the repository's `model_cards/` folder (`livt.md.j2`, `deit_lt.md.j2`); `model-index` carries
-accuracy, many/medium/few-shot accuracy, DeiT-LT's head/mid/tail (sorted-index) accuracy when evaluated with
-`--index_bounds`, and ECE (Trainer's own card only knows plain accuracy).
+The templates live in the repository's `model_cards/` folder (`livt.md.j2`, `deit_lt.md.j2`, ...), which the wheel
+ships as `modeling_livt/model_cards/` (setup.py maps the folder there); `template_text` reads either.
+`model-index` carries accuracy, many/medium/few-shot accuracy, DeiT-LT's head/mid/tail (sorted-index) accuracy when
+evaluated with `--index_bounds`, and ECE (Trainer's own card only knows plain accuracy).
 """
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+TEMPLATE_FOLDER = "model_cards"
+# where the templates are: inside the installed package (wheel), or the repository's top-level folder (checkout)
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / TEMPLATE_FOLDER
 
 CARD_METRICS = {
     "accuracy": "Top-1 accuracy",
@@ -28,11 +32,21 @@ CARD_METRICS = {
 }
 
 
-def _template(method: str) -> Path:
-    path = TEMPLATE_DIR / f"{method}.md.j2"
-    if not path.exists():
-        raise FileNotFoundError(f"model card template {path} is missing (the repository's model_cards/ folder).")
-    return path
+def template_text(name: str) -> str:
+    """The text of the model card template `model_cards/{name}.md.j2`: the copy installed inside the package (a
+    wheel), else the repository's folder (a checkout, an editable install)."""
+    filename = f"{name}.md.j2"
+    packaged = resources.files(__package__) / TEMPLATE_FOLDER / filename
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    in_repository = TEMPLATE_DIR / filename
+    if in_repository.is_file():
+        return in_repository.read_text(encoding="utf-8")
+    raise FileNotFoundError(
+        f"model card template {filename} is missing: looked in the installed package ({packaged}) and in the "
+        f"repository's {TEMPLATE_FOLDER}/ folder ({in_repository}). Reinstall the package (`pip install .` ships "
+        "the templates)."
+    )
 
 
 def eval_results(metrics: dict, dataset_name: str, dataset_split: str = "test") -> list[EvalResult]:
@@ -94,7 +108,7 @@ def write_model_card(
     output_dir = Path(output_dir)
     card = ModelCard.from_template(
         card_data,
-        template_path=str(_template(method)),
+        template_str=template_text(method),
         model_name=model_name,
         repo_id=repo_id or model_name,
         metrics=metrics,

@@ -5,9 +5,15 @@
         --output_dir converted/livt-b --config_overrides "num_attention_heads=12"
     python scripts/convert_checkpoint.py --source vit_mae --checkpoint path/to/vit-mae-base --output_dir converted/mae
     python scripts/convert_checkpoint.py converted.json      # the same arguments as a .json file
+    # a Hub-ready port: the official eval transform, a model card with the paper's numbers, pushed at the end
+    python scripts/convert_checkpoint.py --source livt --checkpoint livt_imagenet_lt_224.pth --output_dir livt-b \
+        --normalization imagenet_lt --reported_dataset ImageNet-LT \
+        --reported_results "accuracy=60.9,many=73.6,medium=56.4,few=41.0" --push_to_hub --hub_model_id me/livt-b
 
 The output folder loads with `AutoModelForImageClassification` (classifiers), `AutoModelForPreTraining` (MGP/MAE with
-a decoder) or `AutoModel` (encoders), `from_pretrained(DIR, trust_remote_code=True)`, and carries its image processor.
+a decoder) or `AutoModel` (encoders), `from_pretrained(DIR, trust_remote_code=True)`, and carries the official
+evaluation transform as its image processor and a model card (README.md). With --push_to_hub the Hub repository is
+created first, so an offline machine fails before anything is converted or written.
 """
 
 import os
@@ -15,11 +21,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
+from transformers import AutoImageProcessor
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _cli import parse_args  # noqa: E402
 
 from modeling_livt.convert import convert_checkpoint  # noqa: E402
+from modeling_livt.converted_card import parse_reported_results, write_converted_model_card  # noqa: E402
+from modeling_livt.hub import create_hub_repo, upload_model_folder  # noqa: E402
+from modeling_livt.transforms import get_normalization  # noqa: E402
 
 
 @dataclass
@@ -49,16 +60,76 @@ class ConvertArguments:
     )
 
 
+@dataclass
+class ModelCardArguments:
+    normalization: str | None = field(
+        default=None,
+        metadata={
+            "help": "mean/std of the saved image processor: a preset (imagenet, imagenet_lt, inat18, cifar). Default: "
+            "what the official code used: LiVT's args.dataset, ImageNet's for DeiT-LT, a folder's own processor."
+        },
+    )
+    reported_results: str | None = field(
+        default=None,
+        metadata={
+            "help": "The paper's numbers for this checkpoint, in percent, for the model card and its model-index: "
+            "'accuracy=60.9,many=73.6,medium=56.4,few=41.0' (also head/mid/tail: DeiT-LT's sorted-index split)."
+        },
+    )
+    reported_dataset: str | None = field(
+        default=None, metadata={"help": "The dataset of --reported_results, e.g. 'ImageNet-LT' (required with it)."}
+    )
+    reported_split: str = field(default="test", metadata={"help": "The split of --reported_results."})
+    source_url: str | None = field(
+        default=None, metadata={"help": "Where the checkpoint was downloaded from (linked on the model card)."}
+    )
+    model_card: bool = field(default=True, metadata={"help": "Write README.md (the model card) into --output_dir."})
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "Upload --output_dir to --hub_model_id. The repo is created before converting, so an "
+                  "offline machine (HF_HUB_OFFLINE=1, no network) fails before any work."},
+    )
+    hub_model_id: str | None = field(default=None, metadata={"help": "The Hub repository, e.g. 'username/livt-b'."})
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the Hub repository as private."})
+    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the one of `hf auth login`)."})
+
+
 def main(argv=None):
-    (args,) = parse_args(ConvertArguments, argv)
+    args, card_args = parse_args((ConvertArguments, ModelCardArguments), argv)
+    reported = parse_reported_results(card_args.reported_results)  # bad input fails before anything is read
+    if reported and not card_args.reported_dataset:
+        raise ValueError("--reported_results needs --reported_dataset (the dataset they were measured on).")
+    if card_args.normalization:
+        get_normalization(card_args.normalization)
+    if not os.path.exists(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} not found.")
+    if card_args.push_to_hub:
+        if not card_args.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (e.g. 'username/livt-b').")
+        if not card_args.model_card:
+            raise ValueError("--push_to_hub uploads the model card too: drop --model_card false.")
+        create_hub_repo(card_args.hub_model_id, args.output_dir, card_args.hub_private_repo, card_args.hub_token,
+                        without="Convert without --push_to_hub")
     model = convert_checkpoint(
         args.source,
         args.checkpoint,
         args.output_dir,
         config_overrides=args.config_overrides,
         allowed_classes=args.allowed_classes or (),
+        normalization=card_args.normalization,
     )
     print(f"Converted {args.checkpoint} ({args.source}) -> {type(model).__name__} in {args.output_dir}")
+    if card_args.model_card:
+        card = write_converted_model_card(
+            args.output_dir, model, args.source, args.checkpoint, AutoImageProcessor.from_pretrained(args.output_dir),
+            reported_results=reported, reported_dataset=card_args.reported_dataset,
+            reported_split=card_args.reported_split, repo_id=card_args.hub_model_id, source_url=card_args.source_url,
+        )
+        print(f"Model card: {card}")
+    if card_args.push_to_hub:
+        url = upload_model_folder(args.output_dir, card_args.hub_model_id, card_args.hub_token,
+                                  commit_message=f"Port of {os.path.basename(args.checkpoint)} ({args.source})")
+        print(f"Pushed to {card_args.hub_model_id}: {url}")
     return model
 
 

@@ -13,11 +13,11 @@ import signal
 from collections.abc import Callable
 
 import torch
-from huggingface_hub import constants as hub_constants
 from safetensors import safe_open
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
+from modeling_livt.hub import check_hub_offline
 from modeling_livt.transforms import INDEX_COLUMN
 
 from .class_sampling import ClassAwareSampler, dataset_labels, training_epochs
@@ -35,12 +35,8 @@ class NonFiniteLossError(RuntimeError):
 
 def check_hub_access(args) -> None:
     """Fail before any training when `--push_to_hub` cannot reach the Hub (Trainer creates the repo at start-up)."""
-    if getattr(args, "push_to_hub", False) and (hub_constants.HF_HUB_OFFLINE or hub_constants.is_offline_mode()):
-        raise RuntimeError(
-            "--push_to_hub needs the Hugging Face Hub, but HF_HUB_OFFLINE=1 is set (this machine is offline). "
-            "Train without --push_to_hub and upload the output folder later with `hf upload "
-            f"{args.hub_model_id or '<repo_id>'} {args.output_dir}`, or unset HF_HUB_OFFLINE on a connected machine."
-        )
+    if getattr(args, "push_to_hub", False):
+        check_hub_offline("--push_to_hub", args.hub_model_id, args.output_dir, "Train without --push_to_hub")
 
 
 # Fault-injection points for the reliability tests (documented, off unless the variable is set):

@@ -1,0 +1,104 @@
+"""The package as `pip install .` gives it: build the wheel, install it into a fresh folder, and train and write a model
+card from there with the repository out of reach (the templates must come from the wheel, not from model_cards/)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("setuptools")
+
+ROOT = Path(__file__).resolve().parents[1]
+# what the build reads (setup.py maps model_cards/ and scripts/ into the wheel)
+SOURCES = ("setup.py", "pyproject.toml", "README.md", "modeling_livt", "trainers", "scripts", "model_cards")
+
+# In a fresh interpreter whose only path to our code is the installed folder: check where everything comes from, then
+# run the installed `livt-finetune` console script exactly as the shell would.
+CHECK_AND_RUN = """
+import runpy, sys
+from pathlib import Path
+
+site, repo = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+import modeling_livt, trainers
+import modeling_livt_scripts._console as console
+from modeling_livt import model_card
+
+for module in (modeling_livt, trainers, console, model_card):
+    assert Path(module.__file__).resolve().is_relative_to(site), f"{module.__name__} from {module.__file__}"
+assert not any(Path(p or ".").resolve() == repo for p in sys.path), sys.path
+assert not model_card.TEMPLATE_DIR.is_dir(), "the repository layout must not be reachable from the installed package"
+print("ORIGIN OK", flush=True)
+sys.argv = ["livt-finetune", *sys.argv[3:]]
+runpy.run_path(str(site / "bin" / "livt-finetune"), run_name="__main__")
+"""
+
+FINETUNE = [
+    "--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits",
+    "--config_name", "tiny", "--image_size", "32", "--patch_size", "4",
+    "--config_overrides", "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64",
+    "--output_dir", "out", "--max_steps", "2", "--per_device_train_batch_size", "16",
+    "--per_device_eval_batch_size", "128", "--eval_strategy", "no", "--save_strategy", "no",
+    "--load_best_model_at_end", "false", "--report_to", "none", "--disable_tqdm", "true",
+]
+
+
+def run(command, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, f"{command[:4]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_installed_wheel_trains_and_writes_a_model_card(tmp_path):
+    source = tmp_path / "src"  # a copy: the build writes build/ and *.egg-info next to setup.py
+    source.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "--quiet",
+         "-w", str(tmp_path / "dist")])
+    (wheel,) = (tmp_path / "dist").glob("modeling_livt-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {f"modeling_livt/model_cards/{p.name}" for p in (ROOT / "model_cards").glob("*.md.j2")}
+    assert templates and templates <= names
+    assert "modeling_livt/long_tail_metric/long_tail_metric.py" in names  # the evaluate module, loaded from its folder
+    assert "modeling_livt_scripts/run_finetune.py" in names and "modeling_livt_scripts/_cli.py" in names
+
+    site = tmp_path / "site"
+    run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)])
+    commands = {p.name for p in (site / "bin").iterdir()}
+    assert {"livt-mgp", "livt-finetune", "livt-teacher", "livt-deit-lt", "livt-eval", "livt-convert",
+            "livt-demo"} <= commands
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(site), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = run([sys.executable, "-c", CHECK_AND_RUN, str(site), str(ROOT), *FINETUNE], cwd=workdir, env=env)
+    assert "ORIGIN OK" in result.stdout
+
+    out = workdir / "out"
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n") and "model-index:" in card and "{{" not in card and "{%" not in card
+    assert "A **LiVT** vision transformer" in card  # the template's own text, rendered
+    assert "| Accuracy |" in card and "made long-tailed with imbalance factor 10.0" in card
+
+
+def test_templates_come_from_the_checkout_when_not_installed(tmp_path):
+    from modeling_livt.model_card import template_text, write_model_card
+
+    for path in (ROOT / "model_cards").glob("*.md.j2"):
+        assert template_text(path.name.removesuffix(".md.j2")) == path.read_text(encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match=r"template nope\.md\.j2 is missing: looked in the installed package "
+                       r".* and in the repository's model_cards/ folder"):
+        template_text("nope")
+    for method in ("livt", "deit_lt", "teacher"):
+        card = write_model_card(tmp_path / method, method, "m", {"accuracy": 0.5}, [30, 10, 3], "digits").read_text()
+        assert "Accuracy" in card and "| 50.00 % |" in card and "{{" not in card, method
