@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers.trainer_utils import get_last_checkpoint
 
-from trainers.base import FAULT_DIE_IN_SAVE_AT_STEP, FAULT_KILL_AT_STEP, STAGING_DIR
+from trainers.base import STAGING_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ["--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits"]
@@ -81,11 +81,18 @@ def _script_args(script, teacher_dir):
                                    "--teacher_name_or_path", str(teacher_dir), "--drw_step", "3"]
 
 
-def _run(script, args, env_extra=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True, env=env, timeout=600
-    )
+def _run(script, args, kill_at_step=None, die_in_save_at_step=None):
+    """Run `scripts/<script>`; with a fault, through tests/fault_injection.py (SIGKILL after a step, or death inside a
+    checkpoint save)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    faults = []
+    if kill_at_step is not None:
+        faults += ["--kill_at_step", str(kill_at_step)]
+    if die_in_save_at_step is not None:
+        faults += ["--die_in_save_at_step", str(die_in_save_at_step)]
+    runner = [str(ROOT / "tests" / "fault_injection.py"), *faults] if faults else []
+    return subprocess.run([sys.executable, *runner, str(ROOT / "scripts" / script), *args], capture_output=True,
+                          text=True, env=env, timeout=600)
 
 
 def _weights(folder):
@@ -99,7 +106,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(script, tmp_path, teac
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     out = tmp_path / "killed"
-    killed = _run(script, args + ["--output_dir", str(out)], {FAULT_KILL_AT_STEP: "3"})
+    killed = _run(script, args + ["--output_dir", str(out)], kill_at_step=3)
     assert killed.returncode == -signal.SIGKILL
     assert get_last_checkpoint(str(out)).endswith("checkpoint-2")
     split_before = (out / "long_tailed_indices.json").read_text()
@@ -127,7 +134,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(script, tmp_path, teac
 def test_save_killed_midway_keeps_previous_checkpoint_usable(tmp_path):
     out = tmp_path / "run"
     args = SCRIPTS["run_mgp.py"] + ["--output_dir", str(out)]
-    died = _run("run_mgp.py", args, {FAULT_DIE_IN_SAVE_AT_STEP: "4"})
+    died = _run("run_mgp.py", args, die_in_save_at_step=4)
     assert died.returncode == 137
     staged = out / STAGING_DIR / "checkpoint-4"
     assert (staged / "model.safetensors").exists() and not (staged / "trainer_state.json").exists()
@@ -145,7 +152,7 @@ def test_save_killed_midway_keeps_previous_checkpoint_usable(tmp_path):
 def test_resume_from_checkpoint_missing_model_keys_fails_loudly(tmp_path):
     out = tmp_path / "run"
     args = SCRIPTS["run_mgp.py"] + ["--output_dir", str(out)]
-    killed = _run("run_mgp.py", args, {FAULT_KILL_AT_STEP: "3"})
+    killed = _run("run_mgp.py", args, kill_at_step=3)
     assert killed.returncode == -signal.SIGKILL
     weights_file = out / "checkpoint-2" / "model.safetensors"
     weights = load_file(str(weights_file))

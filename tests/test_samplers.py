@@ -23,7 +23,6 @@ from tests.test_reliability import DATA, RUN, _run, _weights
 from tests.test_reliability import TINY as TINY_FLAGS
 from trainers import BalancedTrainer, DeiTLTTrainer
 from trainers.arguments import FinetuneTrainingArguments
-from trainers.base import FAULT_KILL_AT_STEP
 from trainers.class_sampling import ClassAwareSampler, dataset_labels, training_epochs
 from trainers.freezing import classification_heads, freeze_encoder
 from trainers.optim import param_groups
@@ -295,7 +294,7 @@ def test_sigkill_then_resume_with_the_progressive_sampler_matches_an_uninterrupt
     reference = _run("run_finetune.py", args + ["--output_dir", str(tmp_path / "ref")])
     assert reference.returncode == 0, reference.stderr[-3000:]
     out = tmp_path / "killed"
-    killed = _run("run_finetune.py", args + ["--output_dir", str(out)], {FAULT_KILL_AT_STEP: "5"})
+    killed = _run("run_finetune.py", args + ["--output_dir", str(out)], kill_at_step=5)
     assert killed.returncode == -signal.SIGKILL
     assert get_last_checkpoint(str(out)).endswith("checkpoint-4")  # 3 steps per epoch: one batch into epoch 1
     resumed = _run("run_finetune.py", args + ["--output_dir", str(out), "--resume_from_checkpoint", "latest"])

@@ -9,12 +9,10 @@ import logging
 import math
 import os
 import shutil
-import signal
 from collections.abc import Callable
 
 import torch
 from safetensors import safe_open
-from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
 from modeling_livt.hub import check_hub_offline
@@ -39,18 +37,7 @@ def check_hub_access(args) -> None:
         check_hub_offline("--push_to_hub", args.hub_model_id, args.output_dir, "Train without --push_to_hub")
 
 
-# Fault-injection points for the reliability tests (documented, off unless the variable is set):
-# kill the process with SIGKILL at the end of step N, or die inside the checkpoint save of step N after the
-# weights are written and before the optimizer and trainer state are.
-FAULT_KILL_AT_STEP = "MODELING_LIVT_FAULT_KILL_AT_STEP"
-FAULT_DIE_IN_SAVE_AT_STEP = "MODELING_LIVT_FAULT_DIE_IN_SAVE_AT_STEP"
 STAGING_DIR = ".staging"
-
-
-class _FaultInjectionCallback(TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if os.environ.get(FAULT_KILL_AT_STEP) == str(state.global_step):
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class LongTailTrainerMixin:
@@ -67,8 +54,6 @@ class LongTailTrainerMixin:
         self._setup_repeated_augmentation()
         if getattr(self.args, "freeze_encoder", False):  # cRT
             freeze_encoder(self.accelerator.unwrap_model(self.model), getattr(self.args, "reinit_head", True))
-        if os.environ.get(FAULT_KILL_AT_STEP):
-            self.add_callback(_FaultInjectionCallback())
         self.model_ema_callback = None
         if getattr(self.args, "model_ema", False):  # any TrainingArguments works; ours carry the flag
             device = "cpu" if getattr(self.args, "model_ema_force_cpu", False) else None
@@ -217,11 +202,6 @@ class LongTailTrainerMixin:
     def _get_output_dir(self, trial):
         staging = getattr(self, "_checkpoint_run_dir", None)
         return staging if staging is not None else super()._get_output_dir(trial)
-
-    def _save_optimizer_and_scheduler(self, output_dir):
-        if os.environ.get(FAULT_DIE_IN_SAVE_AT_STEP) == str(self.state.global_step):
-            os._exit(137)  # as a SIGKILL would: weights written, optimizer and trainer state not
-        super()._save_optimizer_and_scheduler(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Resume refuses a checkpoint that lacks model weights (Trainer itself loads with strict=False)."""
