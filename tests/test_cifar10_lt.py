@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,12 @@ def test_cifar10_lt_short_finetune_on_balanced_test_split(shared_dir, tmp_path):
     results = json.loads((out / "eval_results.json").read_text())
     assert results["num_examples"] == 10_000 and results["split"] == "test"  # the full balanced test split
     assert results["few_shot_accuracy"] is None  # no CIFAR-10-LT class has fewer than 20 training images
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["many_shot_accuracy"] is not None
+    # the returned metrics are the saved ones, an exact count over the 10,000 images, and the many-shot group is the
+    # mean of its classes' accuracies (classes with > 100 training images)
+    assert metrics["accuracy"] == pytest.approx(results["accuracy"])
+    assert metrics["accuracy"] * 10_000 == pytest.approx(round(metrics["accuracy"] * 10_000))
+    many = [c for c, n in enumerate(CIFAR10_LT_COUNTS) if n > 100]
+    assert results["many_shot_accuracy"] == pytest.approx(np.mean([results["per_class_accuracy"][c] for c in many]))
     card = (out / "README.md").read_text()
     assert "model-index" in card and "Few-shot" not in card.split("## Training data")[0]
 

@@ -52,7 +52,10 @@ def test_three_classes_group_accuracies_by_hand():
     assert out["per_class_accuracy"] == pytest.approx([0.75, 0.5, 0.0])
     assert out["split"] == "count"
     for key in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "ece", "mce"):
-        assert isinstance(out[key], float) and 0.0 <= out[key] <= 1.0
+        assert isinstance(out[key], float), key  # JSON-ready floats, not numpy scalars
+    # one-hot logits (scale 10) of 3 classes: every confidence is softmax([10, 0, 0])[0], one bin: |accuracy - conf|
+    confidence = np.exp(10) / (np.exp(10) + 2)
+    assert out["ece"] == pytest.approx(abs(4 / 8 - confidence)) and out["mce"] == pytest.approx(out["ece"])
 
 
 def test_threshold_boundaries_are_strict():
