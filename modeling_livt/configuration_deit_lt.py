@@ -10,6 +10,7 @@ from .configuration_livt import (
     LOSS_TYPES,
     normalize_class_counts,
     validate_class_counts,
+    validate_posthoc,
     validate_vit_encoder,
 )
 
@@ -51,6 +52,14 @@ class DeiTLTConfig(PreTrainedConfig):
             total = (1 - alpha) * cls_loss + alpha * dist_loss (used by the trainer).
         drw_beta (`float`, defaults to 0.9999): beta of the class-balanced (effective-number) weights of the
             distillation loss after the deferred re-weighting epoch (used by the trainer).
+        posthoc_tau_norm (`float`, *optional*): tau-normalisation at inference (Kang et al., 2020), applied to each
+            head on its own (`classifier` and `distillation_classifier`: W_j / ||W_j||^tau, biases kept) before the
+            two heads are averaged.
+        posthoc_logit_adjustment_tau (`float`, *optional*): logits - tau * log(class_counts / N) at inference (Menon
+            et al., 2021).
+        posthoc_temperature (`float`, *optional*): logits / T at inference (Guo et al., 2017).
+            The post-hoc fields apply in that order, in eval mode only, to the averaged `logits`; `cls_logits`,
+            `distillation_logits` and every loss stay raw. None (the default) changes nothing.
 
     Example:
     ```python
@@ -81,6 +90,9 @@ class DeiTLTConfig(PreTrainedConfig):
     class_counts: list[int] | None = None
     distillation_alpha: float = 0.5
     drw_beta: float = 0.9999
+    posthoc_tau_norm: float | None = None
+    posthoc_logit_adjustment_tau: float | None = None
+    posthoc_temperature: float | None = None
 
     def __post_init__(self, **kwargs):
         labels_given = self.id2label is not None or kwargs.get("num_labels") is not None
@@ -113,6 +125,7 @@ class DeiTLTConfig(PreTrainedConfig):
             num_labels=self.num_labels,
             require_positive=self.cls_loss_type in BALANCED_LOSS_TYPES,
         )
+        validate_posthoc(self)
 
     def validate_livt(self):
         """The name the shared ViT encoder (`LiVTModel`) calls when it is built: validates this DeiT-LT config."""

@@ -63,6 +63,47 @@ def validate_class_counts(class_counts, num_labels=None, require_positive=True):
             )
 
 
+# Post-hoc inference adjustments, in the order the models apply them (see `posthoc_adjustment.py`).
+POSTHOC_FIELDS = ("posthoc_tau_norm", "posthoc_logit_adjustment_tau", "posthoc_temperature")
+
+
+def _is_finite_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def validate_posthoc(config) -> None:
+    """Check the post-hoc fields of a classifier config in plain Python; `ValueError` names the field and the fix.
+
+    `posthoc_temperature` must be positive, `posthoc_tau_norm` non-negative, and `posthoc_logit_adjustment_tau` needs
+    `class_counts` with every class present (the prior pi_c = n_c / N enters as log pi_c).
+    """
+    temperature = config.posthoc_temperature
+    if temperature is not None and not (_is_finite_number(temperature) and temperature > 0):
+        raise ValueError(
+            f"posthoc_temperature={temperature!r} must be a positive finite number (None: no temperature scaling)."
+        )
+    tau_norm = config.posthoc_tau_norm
+    if tau_norm is not None and not (_is_finite_number(tau_norm) and tau_norm >= 0):
+        raise ValueError(f"posthoc_tau_norm={tau_norm!r} must be a finite number >= 0 (None: no tau-normalisation).")
+    tau = config.posthoc_logit_adjustment_tau
+    if tau is None:
+        return
+    if not _is_finite_number(tau):
+        raise ValueError(f"posthoc_logit_adjustment_tau={tau!r} must be a finite number (None: no logit adjustment).")
+    if config.class_counts is None:
+        raise ValueError(
+            "posthoc_logit_adjustment_tau needs `class_counts` (training images per class, in label order): the "
+            "adjustment subtracts tau * log(n_c / N). Set config.class_counts, or drop the logit adjustment."
+        )
+    validate_class_counts(config.class_counts, num_labels=config.num_labels, require_positive=False)
+    empty = [index for index, count in enumerate(config.class_counts) if count <= 0]
+    if empty:
+        raise ValueError(
+            f"posthoc_logit_adjustment_tau: class {empty[0]} has no training images, so its log-prior is -inf. "
+            "Logit adjustment needs every class present in class_counts; drop the adjustment for this model."
+        )
+
+
 def normalize_class_counts(config, labels_given: bool) -> None:
     """Shared `__post_init__` step: integral counts become ints, and the prior defines the label space when neither
     `num_labels` nor `id2label` was given."""
@@ -117,6 +158,13 @@ class LiVTConfig(PreTrainedConfig):
         loss_type (`str`, defaults to `"bal_bce"`): `"bal_bce"`, `"bal_ce"`, `"bce"` or `"ce"`.
         bal_tau (`float`, defaults to 1.0): strength of the log-prior adjustment of the balanced losses.
         class_counts (`list[int]`, *optional*): training-split images per class; the prior of the balanced losses.
+        posthoc_tau_norm (`float`, *optional*): tau-normalisation of the classifier weights at inference (Kang et al.,
+            2020): row j of the head becomes W_j / ||W_j||^tau (bias kept). Fitted by `scripts/run_eval.py --posthoc`.
+        posthoc_logit_adjustment_tau (`float`, *optional*): post-hoc logit adjustment at inference (Menon et al.,
+            2021): logits - tau * log(class_counts / sum(class_counts)).
+        posthoc_temperature (`float`, *optional*): temperature scaling at inference (Guo et al., 2017): logits / T.
+            The three post-hoc fields apply in that order, in eval mode only, to `logits`; training losses (and the
+            loss a forward with `labels` returns) always see the raw logits. None (the default) changes nothing.
 
     Example:
     ```python
@@ -153,6 +201,9 @@ class LiVTConfig(PreTrainedConfig):
     loss_type: str = "bal_bce"
     bal_tau: float = 1.0
     class_counts: list[int] | None = None
+    posthoc_tau_norm: float | None = None
+    posthoc_logit_adjustment_tau: float | None = None
+    posthoc_temperature: float | None = None
 
     def __post_init__(self, **kwargs):
         labels_given = self.id2label is not None or kwargs.get("num_labels") is not None
@@ -190,13 +241,16 @@ class LiVTConfig(PreTrainedConfig):
             num_labels=self.num_labels,
             require_positive=self.loss_type in BALANCED_LOSS_TYPES,
         )
+        validate_posthoc(self)
 
 
 __all__ = [
     "LiVTConfig",
     "LIVT_PRESETS",
     "LOSS_TYPES",
+    "POSTHOC_FIELDS",
     "normalize_class_counts",
     "validate_class_counts",
+    "validate_posthoc",
     "validate_vit_encoder",
 ]

@@ -25,14 +25,17 @@ from .configuration_deit_lt import ENCODER_FIELDS, DeiTLTConfig
 from .configuration_livt import LiVTConfig
 from .losses import build_loss
 from .modeling_livt import LiVTEmbeddings, LiVTModel, LiVTModelOutput, LiVTPreTrainedModel
+from .posthoc_adjustment import apply_posthoc
 
 
 @dataclass
 class DeiTLTImageClassifierOutput(ModelOutput):
     """DeiT-LT output.
 
-    `logits [N, C]` = (cls_logits + distillation_logits) / 2 in training and evaluation; `loss` (given `labels`) is the
-    CLS loss only (the distillation term needs a teacher: see `DeiTLTLoss`).
+    `logits [N, C]` = (cls_logits + distillation_logits) / 2 in training and evaluation, with the config's post-hoc
+    adjustments (`posthoc_*` fields) in eval mode; `cls_logits` and `distillation_logits` are always the heads' raw
+    outputs. `loss` (given `labels`) is the CLS loss on the raw CLS logits only (the distillation term needs a teacher:
+    see `DeiTLTLoss`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -146,9 +149,13 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         **kwargs,
     ) -> DeiTLTImageClassifierOutput:
         outputs = self.forward_features(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
-        cls_logits, distillation_logits = self.forward_head(outputs.last_hidden_state)
+        hidden_states = outputs.last_hidden_state
+        cls_logits, distillation_logits = self.forward_head(hidden_states)
         logits = (cls_logits + distillation_logits) / 2
         loss = self.loss_fn(cls_logits, labels) if labels is not None else None
+        if not self.training:  # post-hoc adjustments are for inference: no training loss sees them
+            heads = [(hidden_states[:, 0], self.classifier), (hidden_states[:, 1], self.distillation_classifier)]
+            logits = apply_posthoc(self.config, logits, heads)
         return DeiTLTImageClassifierOutput(
             loss=loss, logits=logits, cls_logits=cls_logits, distillation_logits=distillation_logits,
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,

@@ -24,6 +24,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_livt import LiVTConfig
 from .losses import build_loss
+from .posthoc_adjustment import apply_posthoc
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -95,7 +96,9 @@ class LiVTForMaskedImageModelingOutput(ModelOutput):
 
 @dataclass
 class LiVTImageClassifierOutput(ModelOutput):
-    """Classification output: `logits [N, C]` are never prior-adjusted (the prior lives in the training loss)."""
+    """Classification output. `logits [N, C]` carry no prior (the prior lives in the training loss), except the post-hoc
+    adjustments a config may ask for (`posthoc_*` fields), applied in eval mode only; `loss` is always computed on the
+    raw logits."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
@@ -560,11 +563,15 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
     def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> LiVTModelOutput:
         return self.livt(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
 
-    def forward_head(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """`[N, 1 + L, D]` tokens -> `[N, C]` logits."""
+    def pooled_features(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`[N, 1 + L, D]` tokens -> `[N, D]`, the classifier's input."""
         num_prefix = self.livt.embeddings.num_prefix_tokens
         pooled = hidden_states[:, num_prefix:].mean(dim=1) if self.config.pooling == "mean" else hidden_states[:, 0]
-        return self.classifier(self.fc_norm(pooled))
+        return self.fc_norm(pooled)
+
+    def forward_head(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`[N, 1 + L, D]` tokens -> `[N, C]` raw logits (no post-hoc adjustment)."""
+        return self.classifier(self.pooled_features(hidden_states))
 
     def forward(
         self,
@@ -574,8 +581,11 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         **kwargs,
     ) -> LiVTImageClassifierOutput:
         outputs = self.forward_features(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
-        logits = self.forward_head(outputs.last_hidden_state)
+        features = self.pooled_features(outputs.last_hidden_state)
+        logits = self.classifier(features)
         loss = self.loss_fn(logits, labels) if labels is not None else None
+        if not self.training:  # post-hoc adjustments are for inference: no training loss sees them
+            logits = apply_posthoc(self.config, logits, [(features, self.classifier)])
         return LiVTImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

@@ -25,6 +25,7 @@ from _cli import parse_args, setup_logging  # noqa: E402
 from transformers import PreTrainedConfig, set_seed  # noqa: E402
 
 from modeling_livt import DEIT_LT_PRESETS, DeiTLTConfig, DeiTLTForImageClassification  # noqa: E402
+from modeling_livt.configuration_livt import POSTHOC_FIELDS  # noqa: E402
 from modeling_livt.data import DataArguments  # noqa: E402
 from modeling_livt.model_card import write_model_card  # noqa: E402
 from trainers import AugmentationArguments  # noqa: E402
@@ -70,7 +71,8 @@ def main(argv=None):
     )
     task_fields = {k: v for k, v in task_fields.items() if v is not None}
     if model_args.model_name_or_path:
-        kwargs = dict(task_fields, image_size=image_size)
+        # post-hoc values fitted for the checkpoint's weights would be stale for the weights trained here
+        kwargs = dict(task_fields, image_size=image_size, **dict.fromkeys(POSTHOC_FIELDS))
         if model_args.attn_implementation:
             kwargs["attn_implementation"] = model_args.attn_implementation
         if source_type == "livt":  # the combined recipe: LiVT's MGP encoder as the student's start

@@ -4,6 +4,12 @@ the model card's results.
 
     python scripts/run_eval.py --model_name_or_path outputs/demo/livt_bal_bce --dataset_name digits \
         --imbalance_factor 10 --output_dir outputs/demo/eval
+
+With `--posthoc temperature,logit_adjustment,tau_norm` (any subset) it first fits those post-hoc adjustments on the
+validation split, then evaluates the split before (output_dir/before_posthoc/) and after (output_dir), and writes
+posthoc_results.json. `--save` writes the fitted values into the model folder's config.json (and refreshes its
+remote-code files; the weights are not touched), so that `from_pretrained` and `pipeline()` apply them;
+`--posthoc_output_dir DIR` saves an adjusted copy instead.
 """
 
 import json
@@ -20,9 +26,11 @@ import modeling_livt  # noqa: E402,F401  (registers our Auto classes)
 from modeling_livt.data import CLASS_COUNTS_FILE, DataArguments, load_image_datasets  # noqa: E402
 from modeling_livt.metrics import parse_index_bounds  # noqa: E402
 from modeling_livt.model_card import write_model_card  # noqa: E402
+from modeling_livt.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid  # noqa: E402
 from modeling_livt.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_eval_transform_fn  # noqa: E402
 from trainers.arguments import INDEX_BOUNDS_HELP  # noqa: E402
-from trainers.workflow import data_sources, evaluate_and_report, resolve_index_bounds  # noqa: E402
+from trainers.posthoc import check_posthoc_model, fit_and_report_posthoc, save_posthoc_in_place  # noqa: E402
+from trainers.workflow import data_sources, evaluate_and_report, format_results_table, resolve_index_bounds  # noqa: E402
 
 
 @dataclass
@@ -33,15 +41,55 @@ class EvalArguments:
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size."})
     index_bounds: str | None = field(default=None, metadata={"help": INDEX_BOUNDS_HELP})
     write_card: bool = field(default=True, metadata={"help": "Write/refresh README.md in output_dir."})
+    posthoc: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Comma list of post-hoc adjustments to fit on the validation split: {', '.join(POSTHOC_METHODS)} "
+            "(fitted and applied in that order; the temperature calibrates the final logits). Reports before/after "
+            "in posthoc_results.json."
+        },
+    )
+    save: bool = field(
+        default=False,
+        metadata={
+            "help": "With --posthoc: write the fitted values into the model folder's config.json (posthoc_* fields) "
+            "and refresh its remote-code files, so from_pretrained and pipeline() apply them. Weights are untouched."
+        },
+    )
+    posthoc_output_dir: str | None = field(
+        default=None,
+        metadata={"help": "With --posthoc: save a complete adjusted copy of the model (and its processor) here."},
+    )
+    logit_adjustment_grid: str = field(
+        default=DEFAULT_TAU_GRID,
+        metadata={"help": "Taus tried for logit_adjustment: START:STOP:STEP (STOP included) or a comma list."},
+    )
+    tau_norm_grid: str = field(
+        default=DEFAULT_TAU_GRID,
+        metadata={"help": "Taus tried for tau_norm: START:STOP:STEP (STOP included) or a comma list."},
+    )
 
     def __post_init__(self):
-        parse_index_bounds(self.index_bounds)  # a bad name fails before the model is loaded
+        # bad values fail before the model is loaded
+        parse_index_bounds(self.index_bounds)
+        self.posthoc_methods = parse_posthoc_methods(self.posthoc)
+        parse_tau_grid(self.logit_adjustment_grid)
+        parse_tau_grid(self.tau_norm_grid)
+        if (self.save or self.posthoc_output_dir) and not self.posthoc_methods:
+            raise ValueError("--save / --posthoc_output_dir save fitted post-hoc values: give --posthoc too.")
+        if self.save and not os.path.isfile(os.path.join(self.model_name_or_path, "config.json")):
+            raise ValueError(
+                f"--save writes into the model's folder, and {self.model_name_or_path} is not a local model folder; "
+                "pass --posthoc_output_dir DIR to save an adjusted copy instead."
+            )
 
 
 def main(argv=None):
     eval_args, data_args = parse_args((EvalArguments, DataArguments), argv)
     setup_logging()
     model = AutoModelForImageClassification.from_pretrained(eval_args.model_name_or_path, trust_remote_code=True)
+    if eval_args.posthoc_methods:
+        check_posthoc_model(model)
     processor = AutoImageProcessor.from_pretrained(eval_args.model_name_or_path)
     data = load_image_datasets(data_args)
     # the model's own prior defines the shot groups; fall back to the counts of this training split
@@ -64,15 +112,18 @@ def main(argv=None):
         report_to="none",
     )
     trainer = Trainer(model=model, args=args, data_collator=DefaultImageCollator())
-    metrics = evaluate_and_report(
-        trainer,
-        dataset,
-        class_counts,
-        eval_args.output_dir,
-        data.label_names,
-        split_name=eval_args.split,
-        index_bounds=index_bounds,
-    )
+    if eval_args.posthoc_methods:
+        metrics = run_posthoc(eval_args, trainer, model, processor, data, dataset, class_counts, index_bounds)
+    else:
+        metrics = evaluate_and_report(
+            trainer,
+            dataset,
+            class_counts,
+            eval_args.output_dir,
+            data.label_names,
+            split_name=eval_args.split,
+            index_bounds=index_bounds,
+        )
     with open(os.path.join(eval_args.output_dir, CLASS_COUNTS_FILE), "w", encoding="utf-8") as f:
         json.dump(class_counts, f)
     if eval_args.write_card:
@@ -97,6 +148,35 @@ def main(argv=None):
     }
     print(json.dumps(summary, indent=2))
     return metrics
+
+
+def run_posthoc(eval_args, trainer, model, processor, data, dataset, class_counts, index_bounds) -> dict:
+    """Fit `--posthoc` on the validation split, evaluate the split before/after, save if asked; returns the adjusted
+    model's metrics."""
+    validation = None
+    if data.validation is not None:
+        validation = apply_transform(
+            data.validation, make_eval_transform_fn(EvalTransform(processor), data.image_column, data.label_column)
+        )
+    fit, report = fit_and_report_posthoc(
+        trainer, eval_args.posthoc_methods, validation, dataset, class_counts, eval_args.output_dir,
+        data.label_names, split_name=eval_args.split, index_bounds=index_bounds,
+        logit_adjustment_grid=eval_args.logit_adjustment_grid, tau_norm_grid=eval_args.tau_norm_grid,
+    )
+    saved = []
+    if eval_args.save:
+        save_posthoc_in_place(model, eval_args.model_name_or_path)
+        saved.append(eval_args.model_name_or_path)
+    if eval_args.posthoc_output_dir:
+        model.save_pretrained(eval_args.posthoc_output_dir)
+        processor.save_pretrained(eval_args.posthoc_output_dir)
+        saved.append(eval_args.posthoc_output_dir)
+    split = report[eval_args.split]
+    print(f"post-hoc {', '.join(eval_args.posthoc_methods)}: {json.dumps(fit.config_values())}")
+    print(format_results_table({f"{eval_args.split}, {when}": split[when] for when in ("before", "after")}))
+    if saved:
+        print(f"saved the post-hoc values to {', '.join(saved)}")
+    return report["after_metrics"]
 
 
 if __name__ == "__main__":

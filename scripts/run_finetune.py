@@ -14,6 +14,7 @@ from _cli import parse_args, setup_logging  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
 from modeling_livt import LiVTForImageClassification  # noqa: E402
+from modeling_livt.configuration_livt import POSTHOC_FIELDS  # noqa: E402
 from modeling_livt.data import DataArguments  # noqa: E402
 from modeling_livt.model_card import write_model_card  # noqa: E402
 from trainers import AugmentationArguments, BalancedTrainer, ModelArguments  # noqa: E402
@@ -42,7 +43,8 @@ def main(argv=None):
     )
     task_fields = {k: v for k, v in task_fields.items() if v is not None}
     if model_args.model_name_or_path:
-        kwargs = dict(task_fields, image_size=image_size)
+        # post-hoc values fitted for the checkpoint's weights would be stale for the weights trained here
+        kwargs = dict(task_fields, image_size=image_size, **dict.fromkeys(POSTHOC_FIELDS))
         if model_args.attn_implementation:
             kwargs["attn_implementation"] = model_args.attn_implementation
         model = LiVTForImageClassification.from_pretrained(model_args.model_name_or_path, **kwargs)

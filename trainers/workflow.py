@@ -176,6 +176,20 @@ def resolve_resume_checkpoint(training_args) -> str | None:
     return value
 
 
+def long_tail_report(logits, labels, class_counts, index_bounds=None) -> dict:
+    """`long_tail_metrics` of `logits` (count split), plus, with `index_bounds`, DeiT-LT's sorted-index split as
+    `index_head_accuracy`, `index_mid_accuracy`, `index_tail_accuracy` and the resolved `index_bounds` pair."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    metrics = long_tail_metrics(logits, labels, class_counts)
+    if index_bounds is not None:
+        index_metrics = long_tail_metrics(logits, labels, class_counts, split="index", index_bounds=index_bounds)
+        for group, name in (("many", "head"), ("medium", "mid"), ("few", "tail")):
+            metrics[f"index_{name}_accuracy"] = index_metrics[f"{group}_shot_accuracy"]
+        head_end = len(index_metrics["many_shot_classes"])
+        metrics["index_bounds"] = [head_end, head_end + len(index_metrics["medium_shot_classes"])]
+    return metrics
+
+
 def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=None, split_name="test",
                         index_bounds=None) -> dict:
     """Predict `dataset` once, compute the long-tail metrics and write eval_results.json and the two plots.
@@ -190,14 +204,7 @@ def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=
     predictions = prediction.predictions
     logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
     labels = np.asarray(prediction.label_ids)
-    metrics = long_tail_metrics(np.asarray(logits), labels, class_counts)
-    if index_bounds is not None:
-        index_metrics = long_tail_metrics(np.asarray(logits), labels, class_counts, split="index",
-                                          index_bounds=index_bounds)
-        for group, name in (("many", "head"), ("medium", "mid"), ("few", "tail")):
-            metrics[f"index_{name}_accuracy"] = index_metrics[f"{group}_shot_accuracy"]
-        head_end = len(index_metrics["many_shot_classes"])
-        metrics["index_bounds"] = [head_end, head_end + len(index_metrics["medium_shot_classes"])]
+    metrics = long_tail_report(logits, labels, class_counts, index_bounds)
     if isinstance(predictions, (tuple, list)) and len(predictions) >= 3:
         metrics["cls_accuracy"] = float((np.asarray(predictions[1]).argmax(-1) == labels).mean())
         metrics["distillation_accuracy"] = float((np.asarray(predictions[2]).argmax(-1) == labels).mean())
