@@ -124,6 +124,7 @@ def main(argv=None):
             split_name=eval_args.split,
             index_bounds=index_bounds,
         )
+    trainer.end()  # destroys the process group of a distributed launch (Trainer never does)
     with open(os.path.join(eval_args.output_dir, CLASS_COUNTS_FILE), "w", encoding="utf-8") as f:
         json.dump(class_counts, f)
     if eval_args.write_card:

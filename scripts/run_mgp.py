@@ -120,6 +120,7 @@ def main(argv=None):
         )
     if training_args.push_to_hub:
         trainer.push_to_hub()
+    trainer.end()  # destroys the DDP process group (Trainer never does): no rank exits with it alive
     return train_result.metrics
 
 

@@ -253,6 +253,7 @@ def train_evaluate_and_report(trainer, prepared: PreparedData, training_args, ca
         card_writer()
     if training_args.push_to_hub:
         trainer.push_to_hub()
+    trainer.end()  # destroys the DDP process group (Trainer never does): no rank exits with it alive
     return test_metrics
 
 
