@@ -24,7 +24,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -52,21 +51,6 @@ SAME_IN_ANY_LAYOUT = ["--mixup", "0", "--cutmix", "0", "--drop_path_rate", "0", 
                       "--warmup_steps", "0", "--learning_rate", "1e-3", "--eval_strategy", "no", "--save_strategy",
                       "no", "--seed", "0", "--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true"]
 FINETUNE = DATA + ENCODER + SAME_IN_ANY_LAYOUT
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    """A random tiny CIFAR ResNet teacher for digits, saved as run_teacher.py saves one (as test_reliability's)."""
-    import modeling_livt as ml
-    from modeling_livt.transforms import build_image_processor, get_normalization
-
-    out = tmp_path_factory.mktemp("teacher")
-    torch.manual_seed(0)
-    names = {i: str(i) for i in range(10)}
-    config = ml.ResNetCifarConfig(depth=8, base_width=4, id2label=names, label2id={v: k for k, v in names.items()})
-    ml.ResNetCifarForImageClassification(config).save_pretrained(out)
-    build_image_processor(32, *get_normalization("digits")).save_pretrained(out)
-    return out
 
 
 def free_port() -> int:
