@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 # console commands: livt-<name> -> modeling_livt_scripts._console.<function> (scripts/_console.py), which runs the
 # script's main() as `python scripts/<script>.py` would
 CLI = {"mgp": "mgp", "finetune": "finetune", "teacher": "teacher", "deit-lt": "deit_lt", "eval": "evaluate",
-       "convert": "convert", "demo": "demo"}
+       "convert": "convert", "demo": "demo", "prepare-dataset": "prepare_dataset"}
 
 setup(
     name="modeling_livt",

@@ -51,3 +51,9 @@ def convert() -> None:
 def demo() -> None:
     """`livt-demo`: the offline demo on digits-LT (scripts/demo.py)."""
     _run_script("demo")
+
+
+def prepare_dataset() -> None:
+    """`livt-prepare-dataset`: ImageNet-LT / Places-LT / iNat18 split files to a dataset folder
+    (scripts/prepare_dataset.py)."""
+    _run_script("prepare_dataset")
