@@ -74,7 +74,7 @@ def test_installed_wheel_trains_and_writes_a_model_card(tmp_path):
     run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)])
     commands = {p.name for p in (site / "bin").iterdir()}
     assert {"livt-mgp", "livt-finetune", "livt-teacher", "livt-deit-lt", "livt-eval", "livt-convert",
-            "livt-demo"} <= commands
+            "livt-demo", "livt-prepare-dataset"} <= commands
 
     workdir = tmp_path / "run"
     workdir.mkdir()
