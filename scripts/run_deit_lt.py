@@ -36,7 +36,7 @@ from trainers.deit_lt import (  # noqa: E402
     DistillationArguments,
     DistillationTeacher,
 )
-from trainers.workflow import build_config, prepare_data, sampling_recipe, train_evaluate_and_report  # noqa: E402
+from trainers.workflow import build_config, prepare_data, shared_recipe, train_evaluate_and_report  # noqa: E402
 
 
 def _teacher_reference(teacher: str, output_dir: str) -> str:
@@ -101,17 +101,8 @@ def main(argv=None):
         + (", batch renormalised to its mean/std" if teacher.renormalizes else "") + ")",
         "DRW (class-balanced DIST weights)": f"{drw}, beta {model.config.drw_beta}",
         "mixup after DRW": "off" if dist_args.no_mixup_after_drw else "on",
-        "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
-        else f"{training_args.num_train_epochs} epochs",
-        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
-        "learning rate": training_args.learning_rate,
         "layer decay": training_args.layer_decay,
-        "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
-        "RandAugment / random erasing": f"{aug_args.auto_augment if aug_args.rand_augment else 'off'} / "
-        f"{aug_args.random_erasing}",
-        "image size": image_size,
-        "normalization": aug_args.normalization,
-        **sampling_recipe(training_args),
+        **shared_recipe(training_args, aug_args, image_size),
     }
     test_metrics = {}
 

@@ -19,7 +19,7 @@ from modeling_livt.data import DataArguments  # noqa: E402
 from modeling_livt.model_card import write_model_card  # noqa: E402
 from trainers import AugmentationArguments, BalancedTrainer, ModelArguments  # noqa: E402
 from trainers.arguments import FinetuneTrainingArguments  # noqa: E402
-from trainers.workflow import build_config, prepare_data, sampling_recipe, train_evaluate_and_report  # noqa: E402
+from trainers.workflow import build_config, prepare_data, shared_recipe, train_evaluate_and_report  # noqa: E402
 
 
 def main(argv=None):
@@ -58,15 +58,8 @@ def main(argv=None):
         "stage 1 (MGP)": model_args.model_name_or_path or "none (trained from scratch)",
         "loss_type": model.config.loss_type,
         "bal_tau": model.config.bal_tau,
-        "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
-        else f"{training_args.num_train_epochs} epochs",
-        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
-        "learning rate": training_args.learning_rate,
         "layer decay": training_args.layer_decay,
-        "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
-        "image size": image_size,
-        "normalization": aug_args.normalization,
-        **sampling_recipe(training_args),
+        **shared_recipe(training_args, aug_args, image_size),
     }
     test_metrics = {}
 

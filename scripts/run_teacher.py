@@ -29,7 +29,7 @@ from trainers.teacher import (  # noqa: E402
     build_teacher_model,
     default_teacher_image_size,
 )
-from trainers.workflow import prepare_data, sampling_recipe, train_evaluate_and_report  # noqa: E402
+from trainers.workflow import prepare_data, shared_recipe, train_evaluate_and_report  # noqa: E402
 
 
 def main(argv=None):
@@ -51,17 +51,8 @@ def main(argv=None):
         "loss_type": model_args.loss_type,
         "optimizer": f"SAM (rho {training_args.sam_rho}{', adaptive' if training_args.sam_adaptive else ''}) around "
         f"{training_args.sam_base_optimizer}",
-        "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
-        else f"{training_args.num_train_epochs} epochs",
-        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
-        "learning rate": training_args.learning_rate,
         "weight decay": training_args.weight_decay,
-        "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
-        "RandAugment / random erasing": f"{aug_args.auto_augment if aug_args.rand_augment else 'off'} / "
-        f"{aug_args.random_erasing}",
-        "image size": image_size,
-        "normalization": aug_args.normalization,
-        **sampling_recipe(training_args),
+        **shared_recipe(training_args, aug_args, image_size),
     }
     test_metrics = {}
 

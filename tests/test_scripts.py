@@ -146,6 +146,10 @@ def test_finetune_writes_loadable_model_card_plots_and_results(finetuned, mgp_di
     card = (out / "README.md").read_text()
     assert "model-index" in card and "many_shot_accuracy" in card and "few_shot_accuracy" in card
     assert "per_class_accuracy.png" in card and "pipeline(" in card and "bal_bce" in card
+    # the recipe lines every classification script shares (trainers.workflow.shared_recipe)
+    for key in ("schedule", "batch size", "learning rate", "mixup / cutmix / label smoothing",
+                "RandAugment / random erasing", "image size", "normalization", "sampler"):
+        assert f"- **{key}**:" in card, key
     counts = json.loads((out / "class_counts.json").read_text())
     assert json.loads((out / "config.json").read_text())["class_counts"] == counts
     # the fine-tuned model selected by validation accuracy and the split came from the MGP run's pool

@@ -71,6 +71,23 @@ def build_config(model_args, config_class=LiVTConfig, presets=LIVT_PRESETS, **fi
     raise ValueError(f"--config_name {name!r} is neither a preset ({sorted(presets)}) nor an existing config path.")
 
 
+def shared_recipe(training_args, aug_args: AugmentationArguments, image_size: int) -> dict:
+    """The model card's recipe lines every classification script shares: schedule, batch, learning rate, augmentation
+    and mixing, input, sampling (`sampling_recipe`). Scripts put their own lines (loss, teacher, ...) before these."""
+    return {
+        "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
+        else f"{training_args.num_train_epochs} epochs",
+        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
+        "learning rate": training_args.learning_rate,
+        "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
+        "RandAugment / random erasing": f"{aug_args.auto_augment if aug_args.rand_augment else 'off'} / "
+        f"{aug_args.random_erasing}",
+        "image size": image_size,
+        "normalization": aug_args.normalization,
+        **sampling_recipe(training_args),
+    }
+
+
 def sampling_recipe(training_args) -> dict[str, str]:
     """The model card's recipe lines for `--sampler` and `--freeze_encoder` (cRT)."""
     recipe = {"sampler": SAMPLER_DESCRIPTIONS[getattr(training_args, "sampler", "instance")]}
