@@ -62,9 +62,6 @@ from .port_rules import (
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
-
 # Official ViT widths -> heads (ViT-Ti/S/B/L/H; head dim 64, 80 for ViT-H). Unknown widths get the ViT-B default 12.
 TIMM_WIDTH_TO_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
 # Size names in official model names (`vit_base_patch16`, `mae_vit_large_patch16`, `deit_small_distilled_...`).
@@ -375,19 +372,10 @@ def convert_folder(source: str, path, config_overrides: Mapping | None = None):
 # ---------------------------------------------------------------------------------------------------------------------
 # Image processor and entry point
 # ---------------------------------------------------------------------------------------------------------------------
-def build_eval_image_processor(image_size: int, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD):
-    """The eval transform of models trained here (`transforms.build_image_processor`: bicubic resize of the shorter
-    side to int(size / 0.875) + center crop up to 224, no crop margin above, no crop for <= 32 px). Ported checkpoints
-    get their official repository's transform instead (`official_eval.official_eval_image_processor`)."""
-    from .transforms import build_image_processor  # lazy: torchvision and datasets are only needed when saving
-
-    return build_image_processor(image_size, mean, std)
-
-
 def _normalization_stats(normalization) -> tuple:
     """`(mean, std)` from a preset name of `transforms.NORMALIZATION_STATS` or a `(mean, std)` pair."""
     if isinstance(normalization, str):
-        from .transforms import get_normalization  # lazy, as above
+        from .transforms import get_normalization  # lazy: torchvision and datasets are only needed when saving
 
         return get_normalization(normalization)
     mean, std = normalization
@@ -438,7 +426,6 @@ __all__ = [
     "SOURCES",
     "CheckpointLoadError",
     "ConversionError",
-    "build_eval_image_processor",
     "checkpoint_args",
     "config_from_hf",
     "convert_checkpoint",

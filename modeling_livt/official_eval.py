@@ -69,12 +69,12 @@ def official_eval_resize(family: str, image_size: int) -> tuple[dict[str, int], 
     raise ValueError(f"unknown model family {family!r}; choose one of {list(FAMILIES)}.")
 
 
-def official_eval_image_processor(
-    family: str, image_size: int, mean: Sequence[float], std: Sequence[float]
+def bicubic_eval_processor(
+    size: dict[str, int], do_center_crop: bool, image_size: int, mean: Sequence[float], std: Sequence[float]
 ) -> BitImageProcessor:
-    """The official eval transform of `family` (`"livt"` or `"deit_lt"`) at `image_size` as a `BitImageProcessor`:
-    bicubic shorter-side resize, center crop `image_size`, rescale to [0, 1], normalise with `mean`/`std`."""
-    size, do_center_crop = official_eval_resize(family, image_size)
+    """A `BitImageProcessor`: RGB, bicubic resize to `size`, optional center crop `image_size`, rescale to [0, 1],
+    normalise with `mean`/`std`. Every eval transform of the package (ours: `transforms.build_image_processor`; the
+    official repositories': `official_eval_image_processor`) is one of these, differing only in the resize."""
     return BitImageProcessor(
         do_resize=True,
         size=size,
@@ -88,6 +88,15 @@ def official_eval_image_processor(
         image_std=list(std),
         do_convert_rgb=True,
     )
+
+
+def official_eval_image_processor(
+    family: str, image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> BitImageProcessor:
+    """The official eval transform of `family` (`"livt"` or `"deit_lt"`) at `image_size` as a `BitImageProcessor`:
+    bicubic shorter-side resize, center crop `image_size`, rescale to [0, 1], normalise with `mean`/`std`."""
+    size, do_center_crop = official_eval_resize(family, image_size)
+    return bicubic_eval_processor(size, do_center_crop, image_size, mean, std)
 
 
 def livt_dataset_mean_std(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

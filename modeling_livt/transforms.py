@@ -35,24 +35,31 @@ from timm.data.transforms import str_to_pil_interp
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from transformers import BitImageProcessor
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from .data import CorruptImageCounter, decode_image_or_raise, to_rgb
+from .official_eval import (
+    CIFAR_STATS,
+    IMAGENET_STATS,
+    LIVT_CROP_PCT,
+    LIVT_DATASET_STATS,
+    SMALL_IMAGE_SIZE,
+    bicubic_eval_processor,
+)
 
 # (mean, std) per channel, for pixels scaled to [0, 1].
 NORMALIZATION_STATS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "imagenet": (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)),
-    "cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "imagenet": IMAGENET_STATS,
+    "cifar": CIFAR_STATS,
     # scikit-learn digits as built by data.load_digits_dataset (all 1,797 images; grey, so equal channels).
     "digits": ((0.3053, 0.3053, 0.3053), (0.3759, 0.3759, 0.3759)),
     # LiVT's dataset statistics (official util/datasets.py get_mean_std and main_pretrain.py), used by both its stages
-    "imagenet_lt": ((0.479672, 0.457713, 0.407721), (0.278976, 0.271203, 0.286062)),
-    "inat18": ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192)),
+    "imagenet_lt": LIVT_DATASET_STATS["ImageNet-LT"],
+    "inat18": LIVT_DATASET_STATS["iNat18"],
 }
 
 # LiVT (MAE code) evaluates with crop_pct 224/256 = 0.875 up to 224 px, and 1.0 (no margin) above.
-EVAL_CROP_PCT = 0.875
-SMALL_IMAGE_SIZE = 32  # at or below this size: RandomCrop(padding=4) for training, no crop for eval
+EVAL_CROP_PCT = LIVT_CROP_PCT
+# SMALL_IMAGE_SIZE (32): at or below it, RandomCrop(padding=4) for training and no crop for eval
 # timm's auto-augment config string used by both official repos (LiVT's and DeiT's ``--aa`` default)
 DEFAULT_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"
 
@@ -221,26 +228,13 @@ def build_image_processor(image_size: int, mean: Sequence[float], std: Sequence[
     * ``image_size > 224``: shorter side to ``image_size``, center crop ``image_size`` (no crop margin),
       as the official MAE/LiVT code (``crop_pct = 1.0``); square images are simply resized.
     """
-    crop = {"height": image_size, "width": image_size}
     if image_size <= SMALL_IMAGE_SIZE:
-        size, do_center_crop = dict(crop), False
+        size, do_center_crop = {"height": image_size, "width": image_size}, False
     elif image_size <= 224:
         size, do_center_crop = {"shortest_edge": int(image_size / EVAL_CROP_PCT)}, True
     else:
         size, do_center_crop = {"shortest_edge": image_size}, True
-    return BitImageProcessor(
-        do_resize=True,
-        size=size,
-        resample=PILImageResampling.BICUBIC,
-        do_center_crop=do_center_crop,
-        crop_size=crop,
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=list(mean),
-        image_std=list(std),
-        do_convert_rgb=True,
-    )
+    return bicubic_eval_processor(size, do_center_crop, image_size, mean, std)
 
 
 class EvalTransform:
