@@ -22,21 +22,24 @@ def hub_offline() -> bool:
     return bool(hub_constants.HF_HUB_OFFLINE or hub_constants.is_offline_mode())
 
 
-def _upload_later_hint(repo_id: str | None, local_folder: str | os.PathLike | None) -> str:
-    return f"`hf upload {repo_id or '<repo_id>'} {os.fspath(local_folder) if local_folder else '<output_dir>'}`"
+def _upload_later_hint(repo_id: str | None, local_folder: str | os.PathLike | None, repo_type: str = "model") -> str:
+    folder = os.fspath(local_folder) if local_folder else "<output_dir>"
+    return f"`hf upload {repo_id or '<repo_id>'} {folder}{'' if repo_type == 'model' else f' --repo-type {repo_type}'}`"
 
 
-def check_hub_offline(flag: str, repo_id: str | None, local_folder: str | os.PathLike | None, without: str) -> None:
+def check_hub_offline(
+    flag: str, repo_id: str | None, local_folder: str | os.PathLike | None, without: str, repo_type: str = "model"
+) -> None:
     """Raise `HubUnavailableError` when the Hub is in offline mode.
 
     `flag` names the option that asked for the Hub (`--push_to_hub`), `without` what to do instead (e.g. "Train
-    without --push_to_hub"); the message also says how to upload `local_folder` later.
+    without --push_to_hub"); the message also says how to upload `local_folder` later (to a `repo_type` repository).
     """
     if hub_offline():
         raise HubUnavailableError(
             f"{flag} needs the Hugging Face Hub, but HF_HUB_OFFLINE=1 is set (this machine is offline). {without} "
-            f"and upload the output folder later with {_upload_later_hint(repo_id, local_folder)}, or unset "
-            "HF_HUB_OFFLINE on a connected machine."
+            f"and upload the output folder later with {_upload_later_hint(repo_id, local_folder, repo_type)}, or "
+            "unset HF_HUB_OFFLINE on a connected machine."
         )
 
 

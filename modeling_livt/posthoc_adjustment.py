@@ -12,7 +12,7 @@ final logits):
 The models apply these in eval mode only; training losses never see them. The fitting code lives in
 `modeling_livt.posthoc` (it needs validation data, not part of a saved model).
 
-This file is copied next to saved models as remote code: it imports only torch.
+This file is copied next to saved models as remote code: it imports only torch and its sibling config module.
 """
 
 from collections.abc import Sequence
@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .configuration_livt import POSTHOC_FIELDS
 
 # Smallest weight-row norm used by tau-normalisation: a head row that is all zeros stays finite.
 MIN_ROW_NORM = 1e-12
@@ -66,10 +68,7 @@ def adjust_logits(
 
 def has_posthoc(config) -> bool:
     """Whether any post-hoc field of `config` is set."""
-    return any(
-        getattr(config, name, None) is not None
-        for name in ("posthoc_tau_norm", "posthoc_logit_adjustment_tau", "posthoc_temperature")
-    )
+    return any(getattr(config, name, None) is not None for name in POSTHOC_FIELDS)
 
 
 def apply_posthoc(

@@ -36,9 +36,9 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, get_token
-from huggingface_hub import constants as hub_constants
 
 from .data import CLASS_COUNTS_FILE
+from .hub import check_hub_offline
 from .split_files import (
     ImageRecord,
     SplitFileError,
@@ -277,13 +277,7 @@ ds = load_dataset("path/to/this/folder_or_repo", streaming=True)
 
 def check_hub_access(hub_dataset_id: str | None) -> None:
     """Fail before any work when ``--push_to_hub`` cannot succeed: offline mode, no repo id, or no token."""
-    if hub_constants.HF_HUB_OFFLINE or hub_constants.is_offline_mode():
-        raise RuntimeError(
-            "--push_to_hub needs the Hugging Face Hub, but HF_HUB_OFFLINE=1 is set (this machine is offline). "
-            "Prepare without --push_to_hub and upload the output folder later with `hf upload "
-            f"{hub_dataset_id or '<repo_id>'} <output_dir> --repo-type dataset`, or unset HF_HUB_OFFLINE on a "
-            "connected machine."
-        )
+    check_hub_offline("--push_to_hub", hub_dataset_id, None, "Prepare without --push_to_hub", repo_type="dataset")
     if not hub_dataset_id:
         raise ValueError("--push_to_hub needs --hub_dataset_id (e.g. your-name/imagenet-lt)")
     if get_token() is None:

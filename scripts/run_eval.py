@@ -29,7 +29,12 @@ from modeling_livt.model_card import write_model_card  # noqa: E402
 from modeling_livt.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid  # noqa: E402
 from modeling_livt.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_eval_transform_fn  # noqa: E402
 from trainers.arguments import INDEX_BOUNDS_HELP  # noqa: E402
-from trainers.posthoc import check_posthoc_model, fit_and_report_posthoc, save_posthoc_in_place  # noqa: E402
+from trainers.posthoc import (  # noqa: E402
+    SUMMARY_KEYS,
+    check_posthoc_model,
+    fit_and_report_posthoc,
+    save_posthoc_in_place,
+)
 from trainers.workflow import data_sources, evaluate_and_report, format_results_table, resolve_index_bounds  # noqa: E402
 
 
@@ -141,12 +146,7 @@ def main(argv=None):
             base_model=eval_args.model_name_or_path,
             repo_id=eval_args.model_name_or_path,
         )
-    summary = {
-        k: metrics[k]
-        for k in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "index_head_accuracy",
-                  "index_mid_accuracy", "index_tail_accuracy", "ece", "mce")
-        if k in metrics
-    }
+    summary = {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
     print(json.dumps(summary, indent=2))
     return metrics
 

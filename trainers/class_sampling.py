@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, IterableDataset
 
+from modeling_livt.data import read_labels
+
 SAMPLERS = ("instance", "class_balanced", "square_root", "progressive")
 # q of p_j ∝ n_j^q for the fixed strategies
 SAMPLER_EXPONENTS = {"instance": 1.0, "class_balanced": 0.0, "square_root": 0.5}
@@ -138,8 +140,7 @@ def dataset_labels(dataset) -> list[int]:
             "dataset has no index. Drop --streaming or pass --sampler instance."
         )
     if isinstance(dataset, Dataset):
-        column = _label_column(dataset)
-        return [int(v) for v in dataset.with_format(None).select_columns([column])[:][column]]
+        return [int(v) for v in read_labels(dataset, _label_column(dataset))]
     targets = getattr(dataset, "targets", None)
     if targets is not None and len(targets) == len(dataset):
         return [int(v) for v in targets]
