@@ -15,12 +15,12 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # The repository keeps the model card templates in the top-level model_cards/ and the CLIs in scripts/ (the fixed
-    # layout); the wheel installs them as modeling_livt/model_cards/ (read by modeling_livt.model_card) and as the
+    # layout); the wheel installs them as modeling_livt/model_cards/ (read by modeling_livt.hub.model_card) and as the
     # modeling_livt_scripts package behind the livt-* commands.
     packages=find_packages(include=["modeling_livt", "modeling_livt.*", "trainers", "trainers.*"])
     + ["modeling_livt.model_cards", "modeling_livt_scripts"],
     package_dir={"modeling_livt.model_cards": "model_cards", "modeling_livt_scripts": "scripts"},
-    package_data={"modeling_livt": ["long_tail_metric/*.py"], "modeling_livt.model_cards": ["*.md.j2"]},
+    package_data={"modeling_livt.evaluation": ["long_tail_metric/*.py"], "modeling_livt.model_cards": ["*.md.j2"]},
     entry_points={
         "console_scripts": [f"livt-{name}=modeling_livt_scripts._console:{function}" for name, function in CLI.items()]
     },

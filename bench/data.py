@@ -46,7 +46,7 @@ def build_pipeline(args, image_size: int):
     """The transformed, streamed training split and its collator, via the scripts' own `prepare_data`."""
     from transformers import TrainingArguments
 
-    from modeling_livt.data import DataArguments
+    from modeling_livt.data.loading import DataArguments
     from trainers.arguments import AugmentationArguments
     from trainers.workflow import prepare_data
 

@@ -21,9 +21,9 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import modeling_livt  # noqa: E402,F401  (registers our Auto classes)
-from modeling_livt.data import DataArguments, load_image_datasets  # noqa: E402
-from modeling_livt.metrics import reliability_bins  # noqa: E402
-from modeling_livt.transforms import EvalTransform  # noqa: E402
+from modeling_livt.data.loading import DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.data.transforms import EvalTransform  # noqa: E402
+from modeling_livt.evaluation.metrics import reliability_bins  # noqa: E402
 
 
 def main(argv=None):

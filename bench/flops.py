@@ -60,7 +60,7 @@ class ViTDims:
         return cls(**fields)
 
 
-# Named sizes (ViT-Ti/S/B/L encoders; decoders as `modeling_livt.configuration_livt.LIVT_PRESETS`).
+# Named sizes (ViT-Ti/S/B/L encoders; decoders as `modeling_livt.models.configuration_livt.LIVT_PRESETS`).
 PRESETS = {
     "tiny": ViTDims(hidden_size=192, num_hidden_layers=12, intermediate_size=768, decoder_hidden_size=128,
                     decoder_num_hidden_layers=4, decoder_intermediate_size=512),
@@ -203,7 +203,7 @@ def check(dims: ViTDims, batch_size: int = 2) -> dict:
     pixels = torch.randn(batch_size, dims.num_channels, dims.image_size, dims.image_size)
     rows = {}
 
-    from speed import MaskTokenMGP  # the variant lives in the speed benchmark
+    from speed_variants import MaskTokenMGP  # the variant lives with the speed benchmark's
 
     classifier = LiVTForImageClassification(config)
     rows["supervised"] = (counted_flops(lambda: classifier(pixels)), classifier_forward_flops(dims)["total"])

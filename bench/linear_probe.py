@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from modeling_livt import LiVTModel  # noqa: E402
-from modeling_livt.data import DataArguments, load_image_datasets  # noqa: E402
-from modeling_livt.metrics import long_tail_metrics, parse_index_bounds  # noqa: E402
-from modeling_livt.transforms import EvalTransform  # noqa: E402
+from modeling_livt.data.loading import DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.data.transforms import EvalTransform  # noqa: E402
+from modeling_livt.evaluation.metrics import long_tail_metrics, parse_index_bounds  # noqa: E402
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 

@@ -22,13 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import modeling_livt as ml  # noqa: E402
-from modeling_livt.data import DataArguments, load_image_datasets  # noqa: E402
-from modeling_livt.transforms import (  # noqa: E402
+from modeling_livt.data.loading import DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.data.transforms import (  # noqa: E402
     MixupCutmixCollator,
     apply_transform,
     build_finetune_transform,
     get_normalization,
-    make_train_transform_fn,
+    make_transform_fn,
 )
 
 
@@ -43,7 +43,7 @@ def main():
     dataset_name = args.dataset_name if os.path.isdir(args.dataset_name) else "digits"
     data = load_image_datasets(DataArguments(dataset_name=dataset_name, streaming=True, shuffle_buffer_size=1000))
     mean, std = get_normalization("cifar")
-    train = apply_transform(data.train, make_train_transform_fn(build_finetune_transform(32, mean, std), seed=0))
+    train = apply_transform(data.train, make_transform_fn(build_finetune_transform(32, mean, std), seed=0))
     loader = DataLoader(
         train,
         batch_size=args.batch_size,

@@ -1,37 +1,39 @@
 """modeling_livt: LiVT and DeiT-LT vision transformers for long-tailed data, as Hugging Face models.
 
+Layout: `models/` (the remote-code model files: configs, the shared ViT, LiVT, DeiT-LT, the ResNet teacher, losses),
+`data/` (long-tailed splits, loading, transforms, benchmark datasets), `evaluation/` (metrics, plots, post-hoc
+fitting) and `hub/` (model cards, checkpoint ports). Importing the package does not import `datasets`.
+
 Importing the package registers the configs and models with the transformers Auto classes and marks them for
 remote code, so `save_pretrained` writes `auto_map` and copies the model files next to the weights.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
 
-from .configuration_deit_lt import DEIT_LT_PRESETS, DeiTLTConfig
-from .configuration_livt import LIVT_PRESETS, LiVTConfig
-from .data import long_tailed_counts, make_long_tailed
-from .losses import (
+from .data.long_tail import long_tailed_counts, make_long_tailed
+from .evaluation.metrics import long_tail_metrics
+from .models.configuration_deit_lt import DEIT_LT_PRESETS, DeiTLTConfig
+from .models.configuration_livt import LIVT_PRESETS, LiVTConfig
+from .models.configuration_vit import ViTEncoderConfig
+from .models.losses import (
     BalancedBCELoss,
     BalancedCELoss,
     BCELoss,
     DeiTLTLoss,
+    LDAMLoss,
     SoftTargetCrossEntropy,
     build_loss,
     class_balanced_weights,
 )
-from .metrics import long_tail_metrics
-from .modeling_deit_lt import (
+from .models.modeling_deit_lt import (
     DeiTLTForImageClassification,
     DeiTLTImageClassifierOutput,
     DeiTLTModel,
     DeiTLTPreTrainedModel,
 )
-from .modeling_livt import (
-    LiVTForImageClassification,
-    LiVTForMaskedImageModeling,
-    LiVTModel,
-    LiVTPreTrainedModel,
-)
-from .resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification, convert_paco_resnet32_state_dict
+from .models.modeling_livt import LiVTForImageClassification, LiVTForMaskedImageModeling, LiVTModel, LiVTPreTrainedModel
+from .models.modeling_vit import ViTEncoder, ViTEncoderModel, ViTLayer, ViTPreTrainedModel
+from .models.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification, convert_paco_resnet32_state_dict
 
 __version__ = "0.1.0"
 
@@ -70,6 +72,7 @@ __all__ = [
     "DeiTLTLoss",
     "DeiTLTModel",
     "DeiTLTPreTrainedModel",
+    "LDAMLoss",
     "LiVTConfig",
     "LiVTForImageClassification",
     "LiVTForMaskedImageModeling",
@@ -78,6 +81,11 @@ __all__ = [
     "ResNetCifarConfig",
     "ResNetCifarForImageClassification",
     "SoftTargetCrossEntropy",
+    "ViTEncoder",
+    "ViTEncoderConfig",
+    "ViTEncoderModel",
+    "ViTLayer",
+    "ViTPreTrainedModel",
     "build_loss",
     "class_balanced_weights",
     "convert_paco_resnet32_state_dict",
@@ -86,6 +94,3 @@ __all__ = [
     "make_long_tailed",
 ]
 
-from .losses import LDAMLoss  # noqa: E402
-
-__all__ += ["LDAMLoss"]

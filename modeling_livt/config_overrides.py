@@ -5,7 +5,7 @@ import difflib
 import json
 from collections.abc import Mapping
 
-from .configuration_livt import LiVTConfig
+from .models.configuration_livt import LiVTConfig
 
 
 def config_keys(config_class) -> set[str]:

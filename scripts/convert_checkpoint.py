@@ -27,10 +27,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _cli import parse_args  # noqa: E402
 
-from modeling_livt.convert import convert_checkpoint  # noqa: E402
-from modeling_livt.converted_card import parse_reported_results, write_converted_model_card  # noqa: E402
-from modeling_livt.hub import create_hub_repo, upload_model_folder  # noqa: E402
-from modeling_livt.transforms import get_normalization  # noqa: E402
+from modeling_livt.data.transforms import get_normalization  # noqa: E402
+from modeling_livt.hub.convert import convert_checkpoint  # noqa: E402
+from modeling_livt.hub.converted_card import parse_reported_results, write_converted_model_card  # noqa: E402
+from modeling_livt.hub.repos import create_hub_repo, upload_model_folder  # noqa: E402
 
 
 @dataclass

@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _cli import parse_args, setup_logging  # noqa: E402
 
-from modeling_livt.prepare import check_hub_access, prepare_dataset, push_dataset_folder, read_benchmark_splits  # noqa: E402
+from modeling_livt.data.prepare import prepare_dataset, read_benchmark_splits  # noqa: E402
+from modeling_livt.hub.repos import check_dataset_push, push_dataset_folder  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def main(argv=None) -> dict:
     (args,) = parse_args((PrepareDatasetArguments,), argv)
     setup_logging()
     if args.push_to_hub:
-        check_hub_access(args.hub_dataset_id)  # before hours of copying, not after
+        check_dataset_push(args.hub_dataset_id)  # before hours of copying, not after
     benchmark = read_benchmark_splits(
         args.data_root,
         args.train_file,

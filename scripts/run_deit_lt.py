@@ -25,9 +25,9 @@ from _cli import parse_args, setup_logging  # noqa: E402
 from transformers import PreTrainedConfig, set_seed  # noqa: E402
 
 from modeling_livt import DEIT_LT_PRESETS, DeiTLTConfig, DeiTLTForImageClassification  # noqa: E402
-from modeling_livt.configuration_livt import POSTHOC_FIELDS  # noqa: E402
-from modeling_livt.data import DataArguments  # noqa: E402
-from modeling_livt.model_card import write_model_card  # noqa: E402
+from modeling_livt.data.loading import DataArguments  # noqa: E402
+from modeling_livt.hub.model_card import write_model_card  # noqa: E402
+from modeling_livt.models.configuration_vit import POSTHOC_FIELDS  # noqa: E402
 from trainers import AugmentationArguments  # noqa: E402
 from trainers.deit_lt import (  # noqa: E402
     DeiTLTModelArguments,

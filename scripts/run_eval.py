@@ -23,11 +23,12 @@ from _cli import parse_args, setup_logging  # noqa: E402
 from transformers import AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments  # noqa: E402
 
 import modeling_livt  # noqa: E402,F401  (registers our Auto classes)
-from modeling_livt.data import CLASS_COUNTS_FILE, DataArguments, load_image_datasets  # noqa: E402
-from modeling_livt.metrics import parse_index_bounds  # noqa: E402
-from modeling_livt.model_card import write_model_card  # noqa: E402
-from modeling_livt.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid  # noqa: E402
-from modeling_livt.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_eval_transform_fn  # noqa: E402
+from modeling_livt.data.loading import DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.data.long_tail import CLASS_COUNTS_FILE
+from modeling_livt.data.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_transform_fn  # noqa: E402
+from modeling_livt.evaluation.metrics import parse_index_bounds  # noqa: E402
+from modeling_livt.evaluation.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid  # noqa: E402
+from modeling_livt.hub.model_card import write_model_card  # noqa: E402
 from trainers.arguments import INDEX_BOUNDS_HELP  # noqa: E402
 from trainers.posthoc import (  # noqa: E402
     SUMMARY_KEYS,
@@ -108,7 +109,7 @@ def main(argv=None):
     if split is None:
         raise ValueError(f"The dataset has no {eval_args.split!r} split.")
     dataset = apply_transform(
-        split, make_eval_transform_fn(EvalTransform(processor), data.image_column, data.label_column)
+        split, make_transform_fn(EvalTransform(processor), data.image_column, data.label_column)
     )
     args = TrainingArguments(
         output_dir=eval_args.output_dir,
@@ -157,7 +158,7 @@ def run_posthoc(eval_args, trainer, model, processor, data, dataset, class_count
     validation = None
     if data.validation is not None:
         validation = apply_transform(
-            data.validation, make_eval_transform_fn(EvalTransform(processor), data.image_column, data.label_column)
+            data.validation, make_transform_fn(EvalTransform(processor), data.image_column, data.label_column)
         )
     fit, report = fit_and_report_posthoc(
         trainer, eval_args.posthoc_methods, validation, dataset, class_counts, eval_args.output_dir,

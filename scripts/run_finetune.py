@@ -14,9 +14,9 @@ from _cli import parse_args, setup_logging  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
 from modeling_livt import LiVTForImageClassification  # noqa: E402
-from modeling_livt.configuration_livt import POSTHOC_FIELDS  # noqa: E402
-from modeling_livt.data import DataArguments  # noqa: E402
-from modeling_livt.model_card import write_model_card  # noqa: E402
+from modeling_livt.data.loading import DataArguments  # noqa: E402
+from modeling_livt.hub.model_card import write_model_card  # noqa: E402
+from modeling_livt.models.configuration_vit import POSTHOC_FIELDS  # noqa: E402
 from trainers import AugmentationArguments, BalancedTrainer, ModelArguments  # noqa: E402
 from trainers.arguments import FinetuneTrainingArguments  # noqa: E402
 from trainers.workflow import build_config, prepare_data, shared_recipe, train_evaluate_and_report  # noqa: E402

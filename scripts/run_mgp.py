@@ -23,9 +23,9 @@ from datasets import IterableDataset  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
 from modeling_livt import LiVTForMaskedImageModeling  # noqa: E402
-from modeling_livt.data import DataArguments  # noqa: E402
-from modeling_livt.plots import mgp_reconstruction_grid, plot_mgp_reconstructions  # noqa: E402
-from modeling_livt.transforms import EvalTransform  # noqa: E402
+from modeling_livt.data.loading import DataArguments  # noqa: E402
+from modeling_livt.data.transforms import EvalTransform  # noqa: E402
+from modeling_livt.evaluation.plots import mgp_reconstruction_grid, plot_mgp_reconstructions  # noqa: E402
 from trainers import AugmentationArguments, MGPTrainer, MGPTrainingArguments, ModelArguments  # noqa: E402
 from trainers.workflow import build_config, prepare_data, resolve_resume_checkpoint  # noqa: E402
 

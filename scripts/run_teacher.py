@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _cli import parse_args, setup_logging  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
-from modeling_livt.data import DataArguments  # noqa: E402
-from modeling_livt.model_card import write_model_card  # noqa: E402
+from modeling_livt.data.loading import DataArguments  # noqa: E402
+from modeling_livt.hub.model_card import write_model_card  # noqa: E402
 from trainers.teacher import (  # noqa: E402
     TeacherAugmentationArguments,
     TeacherModelArguments,

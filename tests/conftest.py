@@ -74,7 +74,7 @@ def teacher_dir(tmp_path_factory):
     import torch
 
     import modeling_livt as ml
-    from modeling_livt.transforms import build_image_processor, get_normalization
+    from modeling_livt.data.transforms import build_image_processor, get_normalization
 
     out = tmp_path_factory.mktemp("teacher")
     torch.manual_seed(0)

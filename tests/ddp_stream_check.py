@@ -9,8 +9,8 @@ import torch.distributed as dist
 from transformers import Trainer, TrainingArguments
 
 import modeling_livt as ml
-from modeling_livt.data import DataArguments, load_image_datasets
-from modeling_livt.transforms import INDEX_COLUMN, apply_transform, build_eval_transform, make_train_transform_fn
+from modeling_livt.data.loading import DataArguments, load_image_datasets
+from modeling_livt.data.transforms import INDEX_COLUMN, apply_transform, build_eval_transform, make_transform_fn
 
 
 def collate(features):
@@ -25,7 +25,7 @@ def main(out_file):
     data = load_image_datasets(
         DataArguments(dataset_name="digits", imbalance_factor=10, streaming=True, streaming_num_shards=4)
     )
-    fn = make_train_transform_fn(build_eval_transform(32, (0.5,) * 3, (0.5,) * 3), seed=0)
+    fn = make_transform_fn(build_eval_transform(32, (0.5,) * 3, (0.5,) * 3), seed=0)
     train = apply_transform(data.train, fn)
     args = TrainingArguments(
         output_dir="/tmp/unused",

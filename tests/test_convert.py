@@ -1,4 +1,4 @@
-"""Tests of the weight ports (modeling_livt.convert and scripts/convert_checkpoint.py).
+"""Tests of the weight ports (modeling_livt.hub.convert and scripts/convert_checkpoint.py).
 
 References are independent implementations: timm's VisionTransformer / VisionTransformerDistilled (the official
 LiVT / MAE / DeiT-LT layouts) and transformers' ViTMAE / DeiT, randomised (LayerNorms and position embeddings
@@ -28,7 +28,7 @@ from transformers import (
 )
 
 import modeling_livt as ml
-from modeling_livt.convert import (
+from modeling_livt.hub.convert import (
     CheckpointLoadError,
     ConversionError,
     convert_checkpoint,
@@ -400,9 +400,9 @@ def test_config_overrides_are_parsed_and_checked(tmp_path):
     assert parse_config_overrides("") == {}
     with pytest.raises(ValueError, match="num_heads"):
         parse_config_overrides("num_heads=2")
-    with pytest.raises(ValueError, match="distillation_alpha"):
-        parse_config_overrides("distillation_alpha=0.5")  # a DeiT-LT field, not a LiVT one
-    assert parse_config_overrides("distillation_alpha=0.5", ml.DeiTLTConfig) == {"distillation_alpha": 0.5}
+    with pytest.raises(ValueError, match="cls_loss_type"):
+        parse_config_overrides("cls_loss_type=bal_bce")  # a DeiT-LT field, not a LiVT one
+    assert parse_config_overrides("cls_loss_type=bal_bce", ml.DeiTLTConfig) == {"cls_loss_type": "bal_bce"}
     with pytest.raises(ValueError, match="key=value"):
         parse_config_overrides("hidden_size")
 

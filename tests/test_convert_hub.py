@@ -13,10 +13,10 @@ from sklearn.datasets import load_sample_image
 from torchvision import transforms as T
 from transformers import AutoImageProcessor
 
-from modeling_livt.converted_card import parse_reported_results, write_converted_model_card
-from modeling_livt.hub import HubUnavailableError
-from modeling_livt.official_eval import LIVT_DATASET_STATS, official_eval_image_processor
-from modeling_livt.transforms import NORMALIZATION_STATS
+from modeling_livt.data.official_eval import LIVT_DATASET_STATS, official_eval_image_processor
+from modeling_livt.data.transforms import NORMALIZATION_STATS
+from modeling_livt.hub.converted_card import parse_reported_results, write_converted_model_card
+from modeling_livt.hub.repos import HubUnavailableError
 from tests.test_convert import HEADS, TINY_TIMM, convert_script, randomize_, save_official, timm_livt_classifier
 
 timm = pytest.importorskip("timm")
@@ -122,7 +122,7 @@ def test_livt_port_uses_the_checkpoint_dataset_statistics(tmp_path, caplog):
 
     # no dataset in the args: ImageNet's statistics and a warning that says what to pass
     bare = save_official(tmp_path / "bare.pth", timm_livt_classifier().state_dict(), model="vit_custom")
-    with caplog.at_level(logging.WARNING, logger="modeling_livt.official_eval"):
+    with caplog.at_level(logging.WARNING, logger="modeling_livt.data.official_eval"):
         convert_script.main(["--source", "livt", "--checkpoint", str(bare), "--output_dir", str(tmp_path / "b"),
                              "--config_overrides", HEADS, "--model_card", "false"])
     assert "--normalization imagenet_lt" in caplog.text

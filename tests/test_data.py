@@ -15,23 +15,18 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, IterableDataset
 from datasets import Image as ImageFeature
 from transformers import HfArgumentParser
 
-from modeling_livt.data import (
-    CorruptImageCounter,
-    DataArguments,
+from modeling_livt.data.digits import load_digits_dataset
+from modeling_livt.data.images import CorruptImageCounter, decode_image_or_raise, filter_corrupt_images, to_rgb
+from modeling_livt.data.loading import DataArguments, class_counts_from_dataset, load_image_datasets
+from modeling_livt.data.long_tail import (
     carve_validation_split,
-    class_counts_from_dataset,
     class_counts_from_labels,
-    decode_image_or_raise,
-    filter_corrupt_images,
     load_class_counts,
-    load_digits_dataset,
-    load_image_datasets,
     load_split_indices,
     long_tailed_counts,
     long_tailed_indices,
     make_long_tailed,
     save_split_indices,
-    to_rgb,
 )
 
 CIFAR10_LT_100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]

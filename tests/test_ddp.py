@@ -5,7 +5,7 @@ Why the two runs must agree (everything else that could legitimately differ is s
 * data order: Trainer's shuffle becomes accelerate's `SeedableRandomSampler` (seeded by the run's seed), the same
   permutation for any number of processes; accelerate deals batch k of the 16-batches to process k % 2, so the global
   batch of step s is 16-batches 2s and 2s+1 = the s-th 32-batch of the same permutation.
-* augmentation: seeded per example by (seed, epoch, example index) (`make_train_transform_fn`), so RandAugment, crops
+* augmentation: seeded per example by (seed, epoch, example index) (`make_transform_fn`), so RandAugment, crops
   and random erasing stay ON: an example is augmented identically whichever process reads it. Label smoothing is
   deterministic and stays on; MixUp/CutMix are off (they mix within a batch: a 16-batch cannot mix with the other
   process's half), drop path is 0 (drawn from each process's own RNG), DeiT-LT's repeated augmentation is 1 (its

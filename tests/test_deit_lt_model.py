@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
 import modeling_livt as ml
-from modeling_livt.modeling_livt import interpolate_pos_embed
+from modeling_livt.models.modeling_vit import interpolate_pos_embed
 from tests.helpers import run_without_our_package, tiny_livt_config
 
 COUNTS = [60, 30, 12, 5]
@@ -340,14 +340,12 @@ def test_presets_config_validation_and_auto_classes():
     with pytest.raises(ValueError, match="preset"):
         ml.DeiTLTConfig.from_preset("huge")
     config = ml.DeiTLTConfig(class_counts=[10, 5, 1])
-    assert config.num_labels == 3 and config.cls_loss_type == "ce" and config.distillation_alpha == 0.5
-    assert config.drw_beta == 0.9999 and config.initializer_range == 0.02 and config.layer_norm_eps == 1e-6
+    assert config.num_labels == 3 and config.cls_loss_type == "ce"
+    assert config.initializer_range == 0.02 and config.layer_norm_eps == 1e-6
     for kwargs, match in [
         (dict(cls_loss_type="focal"), "cls_loss_type"),
         (dict(hidden_size=30, num_attention_heads=4), "num_attention_heads"),
         (dict(image_size=30, patch_size=4), "patch_size"),
-        (dict(distillation_alpha=1.5), "distillation_alpha"),
-        (dict(drw_beta=1.0), "drw_beta"),
         (dict(drop_path_rate=-0.1), "drop_path_rate"),
         (dict(num_labels=3, class_counts=[5, 4]), "class_counts"),
         (dict(cls_loss_type="bal_bce", class_counts=[5, 0]), "Class 1"),
@@ -357,3 +355,19 @@ def test_presets_config_validation_and_auto_classes():
     assert type(AutoConfig.for_model("deit_lt")) is ml.DeiTLTConfig
     assert type(AutoModelForImageClassification.from_config(tiny_config())) is ml.DeiTLTForImageClassification
     assert ml.DeiTLTForImageClassification.accepts_loss_kwargs is False
+
+
+def test_config_saved_with_the_old_trainer_fields_still_loads(tmp_path):
+    """`distillation_alpha` and `drw_beta` were model-config fields before they became DeiTLTTrainer arguments: a
+    config.json (and a model folder) carrying them loads, and the values are not carried on."""
+    model = ml.DeiTLTForImageClassification(tiny_config())
+    model.save_pretrained(tmp_path)
+    config_path = tmp_path / "config.json"
+    saved = json.loads(config_path.read_text())
+    assert "distillation_alpha" not in saved and "drw_beta" not in saved
+    config_path.write_text(json.dumps({**saved, "distillation_alpha": 0.7, "drw_beta": 0.99}))
+    config = ml.DeiTLTConfig.from_pretrained(tmp_path)
+    assert not hasattr(config, "distillation_alpha") and not hasattr(config, "drw_beta")
+    reloaded = ml.DeiTLTForImageClassification.from_pretrained(tmp_path).eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(reloaded(pixels).logits, model.eval()(pixels).logits, rtol=0, atol=0)

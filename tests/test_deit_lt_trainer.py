@@ -24,7 +24,7 @@ from transformers import (
 )
 
 import modeling_livt as ml
-from modeling_livt.transforms import (
+from modeling_livt.data.transforms import (
     DefaultImageCollator,
     MixupCutmixCollator,
     build_image_processor,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import modeling_livt as ml
-from modeling_livt.losses import to_soft_targets
+from modeling_livt.models.losses import to_soft_targets
 
 COUNTS = [500, 120, 40, 9, 3]
 
@@ -165,3 +165,13 @@ def test_build_loss_requires_counts_for_balanced_losses():
     with pytest.raises(ValueError, match="Unknown loss_type"):
         ml.build_loss("focal", [1, 2])
     assert isinstance(ml.build_loss("bce"), ml.BCELoss)
+
+
+def test_deit_lt_loss_refuses_bad_class_weights():
+    loss = ml.DeiTLTLoss(alpha=0.5)
+    with pytest.raises(ValueError, match=r"class_weights must be a 1-D tensor of class weights, got shape \(2, 2\)"):
+        loss.class_weights = [[1.0, 2.0], [3.0, 4.0]]
+    with pytest.raises(ValueError, match="class_weights must hold finite, non-negative"):
+        loss.class_weights = [1.0, float("nan")]
+    loss.class_weights = [1.0, 0.5]
+    assert loss.class_weights.dtype == torch.float32 and loss.class_weights.tolist() == [1.0, 0.5]

@@ -1,4 +1,4 @@
-"""Tests of modeling_livt.metrics, the evaluate module and the plots.
+"""Tests of modeling_livt.evaluation.metrics, the evaluate module and the plots.
 
 Expected values are computed by hand (or by an independent brute-force loop in this file), never by the
 code under test.
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_livt.metrics import (
+from modeling_livt.evaluation.metrics import (
     DEIT_LT_INDEX_BOUNDS,
     LONG_TAIL_METRIC_PATH,
     long_tail_metrics,
@@ -310,7 +310,7 @@ def _assert_png(path):
 
 
 def test_plots_write_png(tmp_path):
-    from modeling_livt.plots import plot_per_class_accuracy, plot_reliability_diagram
+    from modeling_livt.evaluation.plots import plot_per_class_accuracy, plot_reliability_diagram
 
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(100, 10))
@@ -335,7 +335,7 @@ def test_plots_write_png(tmp_path):
 
 
 def test_parse_index_bounds_names_pairs_and_auto():
-    from modeling_livt.metrics import parse_index_bounds
+    from modeling_livt.evaluation.metrics import parse_index_bounds
 
     assert parse_index_bounds(None) is None and parse_index_bounds("none") is None
     assert parse_index_bounds("CIFAR10LT") == "cifar10" and parse_index_bounds("imagenet-lt") == "imagenet_lt"
@@ -358,7 +358,7 @@ def test_parse_index_bounds_names_pairs_and_auto():
 def test_reliability_diagram_bars_read_back_match_the_bins():
     """Bar heights read back from the figure's artists: 'accuracy' bars end at each bin's accuracy, the hatched 'gap'
     spans accuracy..mean confidence, and the markers sit at the confidence (numbers built by hand, not by the code)."""
-    from modeling_livt.plots import reliability_diagram_figure
+    from modeling_livt.evaluation.plots import reliability_diagram_figure
 
     def two_class_logits(confidence, n):  # softmax max-probability exactly `confidence` on class 0
         return np.tile([np.log(confidence), np.log(1 - confidence)], (n, 1))

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForPreTraining
 
 import modeling_livt as ml
-from modeling_livt.modeling_livt import get_2d_sincos_pos_embed
+from modeling_livt.models.modeling_vit import get_2d_sincos_pos_embed
 from tests.helpers import run_without_our_package, tiny_livt_config
 
 COUNTS = [60, 30, 12, 5]
@@ -287,7 +287,7 @@ def test_presets():
     assert ml.LiVTConfig.from_preset("base").decoder_hidden_size == 512
     assert ml.LiVTConfig.from_preset("large").decoder_num_hidden_layers == 8
     assert ml.LiVTConfig.from_preset("tiny").decoder_hidden_size < 512
-    with pytest.raises(ValueError, match="Unknown LiVT preset 'huge'"):
+    with pytest.raises(ValueError, match="Unknown LiVTConfig preset 'huge'"):
         ml.LiVTConfig.from_preset("huge")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 site, repo = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 import modeling_livt, trainers
 import modeling_livt_scripts._console as console
-from modeling_livt import model_card
+from modeling_livt.hub import model_card
 
 for module in (modeling_livt, trainers, console, model_card):
     assert Path(module.__file__).resolve().is_relative_to(site), f"{module.__name__} from {module.__file__}"
@@ -67,7 +67,8 @@ def test_installed_wheel_trains_and_writes_a_model_card(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     templates = {f"modeling_livt/model_cards/{p.name}" for p in (ROOT / "model_cards").glob("*.md.j2")}
     assert templates and templates <= names
-    assert "modeling_livt/long_tail_metric/long_tail_metric.py" in names  # the evaluate module, loaded from its folder
+    # the evaluate module, loaded from its folder
+    assert "modeling_livt/evaluation/long_tail_metric/long_tail_metric.py" in names
     assert "modeling_livt_scripts/run_finetune.py" in names and "modeling_livt_scripts/_cli.py" in names
 
     site = tmp_path / "site"
@@ -92,7 +93,7 @@ def test_installed_wheel_trains_and_writes_a_model_card(tmp_path):
 
 
 def test_templates_come_from_the_checkout_when_not_installed(tmp_path):
-    from modeling_livt.model_card import template_text, write_model_card
+    from modeling_livt.hub.model_card import template_text, write_model_card
 
     for path in (ROOT / "model_cards").glob("*.md.j2"):
         assert template_text(path.name.removesuffix(".md.j2")) == path.read_text(encoding="utf-8")

@@ -1,11 +1,11 @@
-"""MGP reconstruction grid (modeling_livt.plots.mgp_reconstruction_grid) and its picture."""
+"""MGP reconstruction grid (modeling_livt.evaluation.plots.mgp_reconstruction_grid) and its picture."""
 
 import pytest
 import torch
 from PIL import Image
 
 import modeling_livt as ml
-from modeling_livt.plots import mgp_reconstruction_grid, plot_mgp_reconstructions
+from modeling_livt.evaluation.plots import mgp_reconstruction_grid, plot_mgp_reconstructions
 from tests.helpers import tiny_livt_config
 
 MEAN, STD = (0.2, 0.3, 0.4), (0.5, 0.25, 0.2)

@@ -1,13 +1,12 @@
-"""Tests of the declarative port machinery (modeling_livt.port_rules) on hand-written state dicts: the renamer's
+"""Tests of the declarative port machinery (modeling_livt.hub.port_rules) on hand-written state dicts: the renamer's
 guards (leftover, missing, misshaped keys named), the `{a,b,c}` concatenation order, and the rule tables against key
 names written out by hand."""
 
 import pytest
 import torch
 
-from modeling_livt.convert import DEIT_LT, LIVT, ConversionError, model_class_for
-from modeling_livt.modeling_livt import LiVTForImageClassification
-from modeling_livt.port_rules import (
+from modeling_livt.hub.convert import DEIT_LT, LIVT, ConversionError, model_class_for
+from modeling_livt.hub.port_rules import (
     HF_IN_MEMORY_TO_ON_DISK,
     HF_RULES,
     TIMM_RULES,
@@ -15,6 +14,7 @@ from modeling_livt.port_rules import (
     rename_state_dict,
     source_names,
 )
+from modeling_livt.models.modeling_livt import LiVTForImageClassification
 
 RULES = ((r"^enc\.", "blocks."), (r"\.qkv\.", ".{q,k,v}."))
 EXPECTED = {"enc.0.qkv.weight": torch.Size([6, 2]), "enc.0.fc.bias": torch.Size([3])}

@@ -13,7 +13,7 @@ from sklearn.metrics import balanced_accuracy_score
 from transformers import AutoModelForImageClassification
 
 import modeling_livt as ml
-from modeling_livt.posthoc import (
+from modeling_livt.evaluation.posthoc import (
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
     balanced_accuracy,
@@ -24,7 +24,7 @@ from modeling_livt.posthoc import (
     parse_posthoc_methods,
     parse_tau_grid,
 )
-from modeling_livt.posthoc_adjustment import tau_normalized_weight
+from modeling_livt.models.posthoc_adjustment import tau_normalized_weight
 from tests.helpers import run_without_our_package, tiny_livt_config
 
 COUNTS = [60, 30, 12, 5]
@@ -283,7 +283,7 @@ def test_remote_code_and_pipeline_apply_posthoc_without_our_package(tmp_path):
     """A user with only transformers: AutoModel and pipeline(trust_remote_code) give the adjusted logits."""
     from PIL import Image
 
-    from modeling_livt.transforms import EvalTransform, build_image_processor
+    from modeling_livt.data.transforms import EvalTransform, build_image_processor
 
     torch.manual_seed(0)
     model = ml.DeiTLTForImageClassification(ml.DeiTLTConfig(**DEIT_TINY, class_counts=COUNTS, **POSTHOC)).eval()

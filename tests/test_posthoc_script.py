@@ -17,9 +17,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import run_eval  # noqa: E402
 import run_finetune  # noqa: E402
 
-from modeling_livt.configuration_livt import POSTHOC_FIELDS  # noqa: E402
-from modeling_livt.data import load_digits_dataset  # noqa: E402
-from modeling_livt.transforms import EvalTransform  # noqa: E402
+from modeling_livt.data.digits import load_digits_dataset  # noqa: E402
+from modeling_livt.data.transforms import EvalTransform  # noqa: E402
+from modeling_livt.models.configuration_vit import POSTHOC_FIELDS  # noqa: E402
 from trainers.posthoc import POSTHOC_RESULTS_FILE, check_posthoc_model, fit_and_report_posthoc  # noqa: E402
 
 DATA = ["--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits"]

@@ -15,9 +15,10 @@ from datasets import IterableDataset, load_dataset
 from huggingface_hub import DatasetCard
 from huggingface_hub import constants as hub_constants
 
-from modeling_livt import prepare
-from modeling_livt.data import CLASS_COUNTS_FILE, DataArguments, load_image_datasets
-from modeling_livt.split_files import SplitFileError, read_json_split
+from modeling_livt.data.loading import DataArguments, load_image_datasets
+from modeling_livt.data.long_tail import CLASS_COUNTS_FILE
+from modeling_livt.data.split_files import SplitFileError, read_json_split
+from modeling_livt.hub import repos
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -125,7 +126,7 @@ def test_package_loader_reads_the_folder_map_style_and_streaming(tmp_path):
 
 
 def test_streamed_folder_reads_its_class_counts_file_without_a_counting_pass(tmp_path, monkeypatch):
-    import modeling_livt.data as data_module
+    import modeling_livt.data.loading as data_module
 
     _imagenet_lt_tree(tmp_path)
     out = _run(tmp_path)
@@ -392,7 +393,7 @@ def test_push_to_hub_fails_offline_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(ValueError, match="--push_to_hub needs --hub_dataset_id"):
         prepare_dataset.main(argv[:-2])
-    monkeypatch.setattr(prepare, "get_token", lambda: None)
+    monkeypatch.setattr(repos, "get_token", lambda: None)
     with pytest.raises(RuntimeError, match="needs a Hugging Face token"):
         prepare_dataset.main(argv)
 
@@ -415,9 +416,9 @@ def test_push_uploads_only_the_dataset_files(tmp_path, monkeypatch):
                 ("upload_folder", inspect.signature(HfApi.upload_folder).bind(self, *args, **kwargs).arguments)
             )
 
-    monkeypatch.setattr(prepare, "HfApi", RecordingApi)
+    monkeypatch.setattr(repos, "HfApi", RecordingApi)
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(prepare, "get_token", lambda: "hf_test")
+    monkeypatch.setattr(repos, "get_token", lambda: "hf_test")
     _imagenet_lt_tree(tmp_path)
     out = _run(tmp_path, "--push_to_hub", "--hub_dataset_id", "me/imagenet-lt", "--hub_private")
     (create, created), (upload, uploaded) = calls

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import modeling_livt as ml
-from modeling_livt.data import long_tailed_indices
-from modeling_livt.metrics import long_tail_metrics
+from modeling_livt.data.long_tail import long_tailed_indices
+from modeling_livt.evaluation.metrics import long_tail_metrics
 
 counts_strategy = st.lists(st.integers(min_value=1, max_value=100_000), min_size=2, max_size=12)
 

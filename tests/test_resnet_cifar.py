@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForImageClassification
 
 import modeling_livt as ml
-from modeling_livt.resnet_cifar import resnet_cifar_config_from_state_dict
+from modeling_livt.models.resnet_cifar import resnet_cifar_config_from_state_dict
 from tests.helpers import run_without_our_package
 
 

@@ -11,14 +11,14 @@ from datasets import Dataset
 from transformers import Trainer
 
 import modeling_livt as ml
-from modeling_livt.data import load_digits_dataset
-from modeling_livt.transforms import (
+from modeling_livt.data.digits import load_digits_dataset
+from modeling_livt.data.transforms import (
     INDEX_COLUMN,
     DefaultImageCollator,
     apply_transform,
     build_finetune_transform,
     get_normalization,
-    make_train_transform_fn,
+    make_transform_fn,
 )
 from trainers import BalancedTrainer
 from trainers.arguments import FinetuneTrainingArguments
@@ -66,7 +66,7 @@ def assert_epochs_differ(batches):
 def seeded_digits_train(seed=0):
     train = load_digits_dataset()["train"].select(range(NUM_EXAMPLES))
     mean, std = get_normalization("digits")
-    fn = make_train_transform_fn(build_finetune_transform(32, mean, std), seed=seed)
+    fn = make_transform_fn(build_finetune_transform(32, mean, std), seed=seed)
     return apply_transform(train, fn)
 
 

@@ -102,8 +102,8 @@ def test_mgp_reconstruction_images_fall_back_to_unaugmented_training_images():
 
     from datasets import Dataset
 
-    from modeling_livt.data import load_digits_dataset
-    from modeling_livt.transforms import build_image_processor
+    from modeling_livt.data.digits import load_digits_dataset
+    from modeling_livt.data.transforms import build_image_processor
 
     digits = load_digits_dataset()
     processor = build_image_processor(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
@@ -162,8 +162,8 @@ def test_pipeline_matches_our_eval_path(finetuned):
     """pipeline(image-classification, trust_remote_code) gives the same probabilities as run_eval's transform."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
-    from modeling_livt.data import load_digits_dataset
-    from modeling_livt.transforms import EvalTransform
+    from modeling_livt.data.digits import load_digits_dataset
+    from modeling_livt.data.transforms import EvalTransform
 
     out, _ = finetuned
     test = load_digits_dataset()["test"].select(range(12))

@@ -16,8 +16,8 @@ from datasets import Dataset
 from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainerCallback, pipeline
 
 import modeling_livt as ml
-from modeling_livt.losses import LDAMLoss, build_loss
-from modeling_livt.transforms import get_normalization
+from modeling_livt.data.transforms import get_normalization
+from modeling_livt.models.losses import LDAMLoss, build_loss
 from trainers.deit_lt import DistillationTeacher
 from trainers.teacher import (
     TeacherModelArguments,
@@ -69,8 +69,10 @@ def test_ldam_matches_the_official_formulation_with_and_without_drw_weights():
     assert isinstance(build_loss("ldam", COUNTS), LDAMLoss)
     with pytest.raises(ValueError, match="needs the training class counts"):
         build_loss("ldam", None)
-    with pytest.raises(ValueError, match="4 finite, non-negative"):
+    with pytest.raises(ValueError, match=r"weight must be a 1-D tensor of 4 class weights, got shape \(2,\)"):
         loss.weight = [1.0, 2.0]
+    with pytest.raises(ValueError, match="weight must hold finite, non-negative"):
+        loss.weight = [1.0, 2.0, -1.0, 0.0]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def test_run_teacher_writes_a_loadable_teacher_with_processor_labels_and_card(tm
     assert model.config.id2label[0] == "0"
     processor = AutoImageProcessor.from_pretrained(out)
     assert tuple(processor.image_mean) == pytest.approx(get_normalization("digits")[0])
-    from modeling_livt.data import load_digits_dataset
+    from modeling_livt.data.digits import load_digits_dataset
 
     images = list(load_digits_dataset()["test"].select(range(4))["image"])
     with torch.no_grad():

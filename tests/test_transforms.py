@@ -1,4 +1,4 @@
-"""Tests of modeling_livt.transforms: augmentation recipes, the eval image processor, collators.
+"""Tests of modeling_livt.data.transforms: augmentation recipes, the eval image processor, collators.
 
 References are written out independently here (plain torchvision functional ops, numpy formulas).
 """
@@ -22,8 +22,10 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as tvF
 from transformers import AutoImageProcessor
 
-from modeling_livt.data import CorruptImageCounter, DataArguments, load_digits_dataset, load_image_datasets, to_rgb
-from modeling_livt.transforms import (
+from modeling_livt.data.digits import load_digits_dataset
+from modeling_livt.data.images import CorruptImageCounter, to_rgb
+from modeling_livt.data.loading import DataArguments, load_image_datasets
+from modeling_livt.data.transforms import (
     DEFAULT_AUTO_AUGMENT,
     NORMALIZATION_STATS,
     DefaultImageCollator,
@@ -36,8 +38,7 @@ from modeling_livt.transforms import (
     build_mgp_transform,
     dataset_mean_std,
     get_normalization,
-    make_eval_transform_fn,
-    make_train_transform_fn,
+    make_transform_fn,
     smooth_one_hot,
 )
 
@@ -252,24 +253,6 @@ def test_posterize_keeping_no_bits_gives_a_black_image(monkeypatch):
     np.testing.assert_array_equal(np.asarray(raw(image)), outputs[10])
 
 
-def test_only_transforms_imports_timm():
-    """timm is a training-side dependency: the model files that travel with a saved model never import it."""
-    import ast
-    from pathlib import Path
-
-    import modeling_livt
-
-    package = Path(modeling_livt.__file__).parent
-    model_files = [*package.glob("modeling_*.py"), *package.glob("configuration_*.py")]
-    model_files += [package / "losses.py", package / "resnet_cifar.py"]
-    assert len(model_files) >= 6
-    for path in model_files:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not any(n.split(".")[0] == "timm" for n in names), path.name
-
-
 def test_rand_augment_magnitude_noise():
     (ra,) = find(build_finetune_transform(64, MEAN, STD), TimmRandAugment)
     assert DEFAULT_AUTO_AUGMENT == "rand-m9-mstd0.5-inc1"
@@ -306,7 +289,7 @@ def test_seeded_augmentation_is_a_function_of_seed_epoch_index():
     )
     ra_only = v2.Compose([*find(build_finetune_transform(32, MEAN, STD), TimmRandAugment), v2.PILToTensor()])
     for transform in (ra_only, build_finetune_transform(32, MEAN, STD)):
-        fn = make_train_transform_fn(transform, seed=7)
+        fn = make_transform_fn(transform, seed=7)
         train = apply_transform(ds, fn)
         random.seed(1), np.random.seed(1), torch.manual_seed(1)
         before = global_rng_states()
@@ -323,7 +306,7 @@ def test_seeded_augmentation_is_a_function_of_seed_epoch_index():
         assert all(torch.equal(a, b) for a, b in zip(first, train[0:6]["pixel_values"]))
     # the states are restored when the transform raises, too
     before = global_rng_states()
-    broken = make_train_transform_fn(lambda image: 1 / 0, seed=7)
+    broken = make_transform_fn(lambda image: 1 / 0, seed=7)
     with pytest.raises(ZeroDivisionError):
         apply_transform(ds, broken)[0]
     assert_same_rng_states(before, global_rng_states())
@@ -385,11 +368,11 @@ def tiny_digits(n=8):
 def test_transform_fns_on_map_style_dataset():
     ds = tiny_digits()
     grey = ds.cast_column("image", ImageFeature(mode="L"))  # decoded as 1-channel images
-    fn = make_train_transform_fn(build_finetune_transform(32, MEAN, STD), "image", "label")
+    fn = make_transform_fn(build_finetune_transform(32, MEAN, STD), "image", "label")
     out = grey.with_transform(fn)[0:4]
     assert len(out["pixel_values"]) == 4 and out["pixel_values"][0].shape == (3, 32, 32)
     assert out["labels"] == ds["label"][:4] and all(isinstance(v, int) for v in out["labels"])
-    eval_fn = make_eval_transform_fn(build_eval_transform(32, *NORMALIZATION_STATS["digits"]))
+    eval_fn = make_transform_fn(build_eval_transform(32, *NORMALIZATION_STATS["digits"]))
     item = apply_transform(ds, eval_fn)[3]
     ref = normalized(np.asarray(ds[3]["image"]), *NORMALIZATION_STATS["digits"])
     torch.testing.assert_close(item["pixel_values"], ref, atol=1e-5, rtol=0)
@@ -403,9 +386,9 @@ def test_transform_fn_corrupt_bytes_raise_or_skip():
     ds = Dataset.from_list(rows, features=features).to_iterable_dataset()
     eval_t = build_eval_transform(32, MEAN, STD)
     with pytest.raises(ValueError, match=r"corrupt image at example 1 \(x/broken\.png\).*--skip_corrupt_images"):
-        list(apply_transform(ds, make_eval_transform_fn(eval_t)))
+        list(apply_transform(ds, make_transform_fn(eval_t)))
     counter = CorruptImageCounter()
-    kept = list(apply_transform(ds, make_eval_transform_fn(eval_t, skip_corrupt=True, counter=counter)))
+    kept = list(apply_transform(ds, make_transform_fn(eval_t, skip_corrupt=True, counter=counter)))
     assert len(kept) == 2 and counter.count == 1 and counter.examples == [(1, "x/broken.png")]
     assert [k["labels"] for k in kept] == [rows[0]["label"], rows[2]["label"]]
 
@@ -413,7 +396,7 @@ def test_transform_fn_corrupt_bytes_raise_or_skip():
 def test_streaming_pipeline_with_dataloader_workers():
     data = load_image_datasets(DataArguments(streaming=True, max_train_samples=48, streaming_num_shards=4))
     assert isinstance(data.train, IterableDataset) and data.train.num_shards == 4
-    fn = make_train_transform_fn(build_finetune_transform(32, MEAN, STD), data.image_column, data.label_column)
+    fn = make_transform_fn(build_finetune_transform(32, MEAN, STD), data.image_column, data.label_column)
     stream = apply_transform(data.train, fn)
     loader = DataLoader(stream, batch_size=8, num_workers=2, collate_fn=DefaultImageCollator())
     labels = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
-from modeling_livt.metrics import parse_index_bounds
+from modeling_livt.evaluation.metrics import parse_index_bounds
 
 from .class_sampling import SAMPLERS, check_sampler_name
 

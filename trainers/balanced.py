@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from transformers import EvalPrediction, Trainer
 
-from modeling_livt.losses import build_loss
-from modeling_livt.metrics import long_tail_metrics
+from modeling_livt.evaluation.metrics import long_tail_metrics
+from modeling_livt.models.losses import build_loss
 
 from .base import LongTailTrainerMixin, finite_or_none
 

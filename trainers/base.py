@@ -15,8 +15,8 @@ import torch
 from safetensors import safe_open
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
-from modeling_livt.hub import check_hub_offline
-from modeling_livt.transforms import INDEX_COLUMN
+from modeling_livt.data.transforms import INDEX_COLUMN
+from modeling_livt.hub.repos import check_hub_offline
 
 from .class_sampling import ClassAwareSampler, dataset_labels, training_epochs
 from .ema import EMA_DIR_NAME, EMA_WEIGHTS_NAME, ModelEMACallback, check_ema_checkpoint
@@ -65,16 +65,20 @@ class LongTailTrainerMixin:
         """The EMA of the model's weights (`--model_ema`), or None; exists once training has started."""
         return None if self.model_ema_callback is None else self.model_ema_callback.module
 
+    def _require_map_style_training_set(self, option: str, default: str):
+        """`option` draws training images by index: refuse a streamed training set, naming both ways out."""
+        if not has_length(self.train_dataset):
+            raise ValueError(
+                f"{option} needs a map-style training set (it draws images by index); drop --streaming or pass "
+                f"{default}."
+            )
+
     def _setup_repeated_augmentation(self):
         self.repeated_augmentation_images = None
         repeats = getattr(self.args, "repeated_augmentation", 1) or 1
         if repeats == 1 or self.train_dataset is None:
             return
-        if not has_length(self.train_dataset):
-            raise ValueError(
-                f"--repeated_augmentation {repeats} needs a map-style training set (it samples images by index); "
-                "drop --streaming or pass --repeated_augmentation 1."
-            )
+        self._require_map_style_training_set(f"--repeated_augmentation {repeats}", "--repeated_augmentation 1")
         self.repeated_augmentation_images = len(self.train_dataset)
         columns = getattr(self.train_dataset, "column_names", None) or []
         if INDEX_COLUMN in columns and seeded_transforms(self.train_dataset):
@@ -86,11 +90,7 @@ class LongTailTrainerMixin:
         strategy = getattr(self.args, "sampler", "instance")
         if strategy == "instance" or self.train_dataset is None:
             return
-        if not has_length(self.train_dataset):
-            raise ValueError(
-                f"--sampler {strategy} needs a map-style training set (it draws images by index); drop --streaming "
-                "or pass --sampler instance."
-            )
+        self._require_map_style_training_set(f"--sampler {strategy}", "--sampler instance")
         self.sampling_labels = dataset_labels(self.train_dataset)
 
     def _get_train_sampler(self, train_dataset=None):

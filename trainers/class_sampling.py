@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, IterableDataset
 
-from modeling_livt.data import read_labels
+from modeling_livt.data.long_tail import read_labels
 
 SAMPLERS = ("instance", "class_balanced", "square_root", "progressive")
 # q of p_j ∝ n_j^q for the fixed strategies
@@ -131,7 +131,7 @@ def dataset_labels(dataset) -> list[int]:
     """The class label of every row of a map-style training set, read without decoding any image.
 
     A `datasets.Dataset` (a transform attached or not) is read through its label column: the one the package's
-    transform names (`make_train_transform_fn(label_column=...)`), else its only `ClassLabel` column, else "label" or
+    transform names (`make_transform_fn(label_column=...)`), else its only `ClassLabel` column, else "label" or
     "labels". A torch dataset with a `targets` list (torchvision's ImageFolder, CIFAR10) gives that list.
     """
     if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):

@@ -28,8 +28,8 @@ from transformers import (
 )
 from transformers.trainer_utils import has_length
 
-from modeling_livt.configuration_livt import LOSS_TYPES
-from modeling_livt.losses import DeiTLTLoss, class_balanced_weights
+from modeling_livt.models.configuration_vit import LOSS_TYPES
+from modeling_livt.models.losses import DeiTLTLoss, class_balanced_weights
 
 from .arguments import FinetuneTrainingArguments
 from .balanced import LongTailMetrics

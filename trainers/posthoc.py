@@ -1,7 +1,7 @@
 """`run_eval.py --posthoc`: fit post-hoc adjustments on the validation split, report before/after, save them.
 
-The fitting maths is `modeling_livt.posthoc`; this module collects what it needs from a model (raw logits, the
-classifier heads' inputs, labels) with one validation pass, evaluates the chosen split before and after through the
+The fitting maths is `modeling_livt.evaluation.posthoc`; this module collects what it needs from a model (raw logits,
+the classifier heads' inputs, labels) with one validation pass, evaluates the chosen split before and after through the
 model's own forward (so the saved config is what is measured), writes `posthoc_results.json` and saves the values.
 """
 
@@ -20,8 +20,7 @@ import torch
 from torch import nn
 from transformers.dynamic_module_utils import custom_object_save
 
-from modeling_livt.configuration_livt import POSTHOC_FIELDS
-from modeling_livt.posthoc import (
+from modeling_livt.evaluation.posthoc import (
     PosthocFit,
     balanced_accuracy,
     classifier_heads,
@@ -29,6 +28,7 @@ from modeling_livt.posthoc import (
     head_logits_float64,
     negative_log_likelihood,
 )
+from modeling_livt.models.configuration_vit import POSTHOC_FIELDS
 
 from .workflow import evaluate_and_report, long_tail_report
 
@@ -184,7 +184,7 @@ def fit_and_report_posthoc(
         model.config.class_counts = list(class_counts)  # the prior the adjustment was fitted with
     for name, value in fit.config_values().items():
         setattr(model.config, name, value)
-    model.config.validate_livt()
+    model.config.validate_fields()
     after = evaluate_and_report(trainer, evaluation, class_counts, output_dir, label_names, split_name=split_name,
                                 index_bounds=index_bounds)
     report = {

@@ -1,7 +1,7 @@
 """What the trainers do to the training data each epoch: advance the seeded augmentation, and DeiT's repeated
 augmentation (every image several times per epoch, each copy augmented differently).
 
-* `seeded_transforms` finds the per-example seeded transforms (`modeling_livt.transforms.make_train_transform_fn`)
+* `seeded_transforms` finds the per-example seeded transforms (`modeling_livt.data.transforms.make_transform_fn`)
   attached to a dataset, and `AugmentationEpochCallback` sets their epoch at every epoch start. The trainers add the
   callback themselves, so no caller can forget it (a frozen augmentation draws the same crop/flip/RandAugment/erasing
   for an image in every epoch).
@@ -18,7 +18,7 @@ import torch
 from datasets import Dataset, IterableDataset, concatenate_datasets
 from transformers import TrainerCallback
 
-from modeling_livt.transforms import INDEX_COLUMN
+from modeling_livt.data.transforms import INDEX_COLUMN
 
 
 def seeded_transforms(dataset) -> list:
@@ -120,8 +120,8 @@ class RepeatedAugmentationSampler(torch.utils.data.Sampler):
 
 
 def repeat_rows(dataset: Dataset, num_repeats: int) -> Dataset:
-    """`num_repeats` copies of a seeded map-style dataset (from `modeling_livt.transforms.apply_transform`), copy c of
-    row i at row `c * len(dataset) + i` with example index `c * len(dataset) + i`, so every copy draws its own
+    """`num_repeats` copies of a seeded map-style dataset (from `modeling_livt.data.transforms.apply_transform`), copy c
+    of row i at row `c * len(dataset) + i` with example index `c * len(dataset) + i`, so every copy draws its own
     augmentation. The transform is kept."""
     transform = dataset.format.get("format_kwargs", {}).get("transform")
     raw = dataset.with_format(None)

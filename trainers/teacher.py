@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from modeling_livt.losses import LDAMLoss, build_loss, class_balanced_weights
-from modeling_livt.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification
+from modeling_livt.models.losses import LDAMLoss, build_loss, class_balanced_weights
+from modeling_livt.models.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification
 
 from .arguments import AugmentationArguments, FinetuneTrainingArguments
 from .balanced import BalancedTrainer

@@ -14,11 +14,9 @@ from transformers import PreTrainedConfig
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_livt.config_overrides import parse_config_overrides
-from modeling_livt.configuration_livt import LIVT_PRESETS, LiVTConfig
-from modeling_livt.data import LONG_TAILED_INDICES_FILE, DataArguments, LongTailedData, load_image_datasets
-from modeling_livt.metrics import long_tail_metrics, parse_index_bounds, shot_groups
-from modeling_livt.plots import plot_per_class_accuracy, plot_reliability_diagram
-from modeling_livt.transforms import (
+from modeling_livt.data.loading import DataArguments, LongTailedData, load_image_datasets
+from modeling_livt.data.long_tail import LONG_TAILED_INDICES_FILE
+from modeling_livt.data.transforms import (
     DefaultImageCollator,
     EvalTransform,
     MixupCutmixCollator,
@@ -28,9 +26,11 @@ from modeling_livt.transforms import (
     build_mgp_transform,
     dataset_mean_std,
     get_normalization,
-    make_eval_transform_fn,
-    make_train_transform_fn,
+    make_transform_fn,
 )
+from modeling_livt.evaluation.metrics import long_tail_metrics, parse_index_bounds, shot_groups
+from modeling_livt.evaluation.plots import plot_per_class_accuracy, plot_reliability_diagram
+from modeling_livt.models.configuration_livt import LIVT_PRESETS, LiVTConfig
 
 from .arguments import AugmentationArguments
 from .class_sampling import SAMPLER_DESCRIPTIONS
@@ -131,11 +131,11 @@ def prepare_data(
             auto_augment=aug_args.auto_augment,
         )
     processor = build_image_processor(image_size, mean, std)
-    eval_fn = make_eval_transform_fn(
+    eval_fn = make_transform_fn(
         EvalTransform(processor), data.image_column, data.label_column,
         skip_corrupt=data_args.skip_corrupt_images, counter=data.corrupt_images,
     )
-    train_fn = make_train_transform_fn(
+    train_fn = make_transform_fn(
         train_transform, data.image_column, data.label_column,
         skip_corrupt=data_args.skip_corrupt_images, counter=data.corrupt_images, seed=training_args.seed,
     )

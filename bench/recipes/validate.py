@@ -32,7 +32,7 @@ def script_of(name: str) -> str:
 
 
 def dataclasses_of(script: str) -> tuple:
-    from modeling_livt.data import DataArguments
+    from modeling_livt.data.loading import DataArguments
     from trainers import AugmentationArguments, MGPTrainingArguments, ModelArguments
 
     if script == "run_mgp.py":
@@ -54,7 +54,7 @@ def dataclasses_of(script: str) -> tuple:
 def main() -> int:
     import torch
 
-    from modeling_livt.transforms import get_normalization
+    from modeling_livt.data.transforms import get_normalization
 
     failures = 0
     for path in sorted(HERE.glob("*.json")):

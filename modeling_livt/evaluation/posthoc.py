@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration_livt import POSTHOC_FIELDS
-from .posthoc_adjustment import adjust_logits, head_logits
+from ..models.configuration_vit import POSTHOC_FIELDS
+from ..models.posthoc_adjustment import adjust_logits, head_logits
 
 __all__ = [
     "DEFAULT_TAU_GRID",

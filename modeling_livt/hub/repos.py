@@ -1,4 +1,5 @@
-"""Hub access for pushes: fail before any work when the Hub cannot be reached, upload a finished folder.
+"""Hub access for pushes: fail before any work when the Hub cannot be reached, upload a finished model or dataset
+folder.
 
 A push is checked before the expensive part (training, a checkpoint conversion): `check_hub_offline` refuses
 `HF_HUB_OFFLINE=1` at once, and `create_hub_repo` creates (or finds) the repository, which also proves that the Hub
@@ -8,9 +9,13 @@ answers and that the token may write there. `upload_model_folder` uploads the re
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, get_token
 from huggingface_hub import constants as hub_constants
+
+from ..data.long_tail import CLASS_COUNTS_FILE
+from ..data.prepare import DATA_DIR
 
 
 class HubUnavailableError(RuntimeError):
@@ -84,3 +89,30 @@ def upload_model_folder(
 
 
 __all__ = ["HubUnavailableError", "check_hub_offline", "create_hub_repo", "hub_offline", "upload_model_folder"]
+
+
+def check_dataset_push(hub_dataset_id: str | None) -> None:
+    """Fail before any work when ``--push_to_hub`` cannot succeed: offline mode, no repo id, or no token."""
+    check_hub_offline("--push_to_hub", hub_dataset_id, None, "Prepare without --push_to_hub", repo_type="dataset")
+    if not hub_dataset_id:
+        raise ValueError("--push_to_hub needs --hub_dataset_id (e.g. your-name/imagenet-lt)")
+    if get_token() is None:
+        raise RuntimeError("--push_to_hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+
+
+def push_dataset_folder(output_dir: str | os.PathLike, hub_dataset_id: str, private: bool = False) -> str:
+    """Upload a prepared folder (its data shards, card and class counts only) as a dataset repository; returns its URL.
+
+    The repository is created if needed; `HfApi.upload_folder` sends the shards through the Hub's large-file storage
+    in one commit.
+    """
+    api = HfApi()
+    url = api.create_repo(hub_dataset_id, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(
+        repo_id=hub_dataset_id,
+        folder_path=str(output_dir),
+        repo_type="dataset",
+        allow_patterns=[f"{DATA_DIR}/*.parquet", "README.md", CLASS_COUNTS_FILE],
+        commit_message=f"Upload {Path(output_dir).name} (scripts/prepare_dataset.py)",
+    )
+    return str(url)

@@ -109,11 +109,11 @@ def plot_per_class_accuracy(
 def reliability_diagram_figure(logits, labels, n_bins: int = 15, title: str | None = None) -> Figure:
     """The reliability diagram as a matplotlib `Figure` (what `plot_reliability_diagram` saves).
 
-    Per non-empty confidence bin (those of :func:`modeling_livt.metrics.reliability_bins`, the ECE's own code): a solid
-    bar up to the bin's accuracy (container label ``"accuracy"``), a hatched outline spanning from the accuracy to the
-    bin's mean confidence (``"gap to confidence"``: above the bar for an overconfident bin, inside it for an
-    underconfident one; drawn unfilled on top so the accuracy bar stays visible), a marker at the mean confidence, the
-    diagonal of perfect calibration and the ECE / MCE in the title.
+    Per non-empty confidence bin (those of :func:`modeling_livt.evaluation.metrics.reliability_bins`, the ECE's own
+    code): a solid bar up to the bin's accuracy (container label ``"accuracy"``), a hatched outline spanning from the
+    accuracy to the bin's mean confidence (``"gap to confidence"``: above the bar for an overconfident bin, inside it
+    for an underconfident one; drawn unfilled on top so the accuracy bar stays visible), a marker at the mean
+    confidence, the diagonal of perfect calibration and the ECE / MCE in the title.
     """
     bins = reliability_bins(logits, labels, n_bins=n_bins)
     lower = np.asarray(bins["bin_lower"])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..data.official_eval import describe_eval_transform
 from .model_card import CARD_METRICS, template_text
-from .official_eval import describe_eval_transform
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config_overrides import check_override_keys, config_keys, parse_config_overrides
+from ..data.official_eval import folder_mean_std, official_eval_image_processor, official_mean_std
+from ..models.configuration_deit_lt import DeiTLTConfig
+from ..models.configuration_livt import LiVTConfig
+from ..models.configuration_vit import LOSS_TYPES
+from ..models.modeling_deit_lt import DeiTLTForImageClassification, DeiTLTModel
+from ..models.modeling_livt import LiVTForImageClassification, LiVTForMaskedImageModeling, LiVTModel
 from .checkpoint_io import (
     CheckpointLoadError,
     checkpoint_args,
@@ -43,12 +50,6 @@ from .checkpoint_io import (
     load_hf_state_dict,
     load_official_checkpoint,
 )
-from .config_overrides import check_override_keys, config_keys, parse_config_overrides
-from .configuration_deit_lt import DeiTLTConfig
-from .configuration_livt import LOSS_TYPES, LiVTConfig
-from .modeling_deit_lt import DeiTLTForImageClassification, DeiTLTModel
-from .modeling_livt import LiVTForImageClassification, LiVTForMaskedImageModeling, LiVTModel
-from .official_eval import folder_mean_std, official_eval_image_processor, official_mean_std
 from .port_rules import (
     HF_IN_MEMORY_TO_ON_DISK,
     HF_RULES,
@@ -375,7 +376,7 @@ def convert_folder(source: str, path, config_overrides: Mapping | None = None):
 def _normalization_stats(normalization) -> tuple:
     """`(mean, std)` from a preset name of `transforms.NORMALIZATION_STATS` or a `(mean, std)` pair."""
     if isinstance(normalization, str):
-        from .transforms import get_normalization  # lazy: torchvision and datasets are only needed when saving
+        from ..data.transforms import get_normalization  # lazy: torchvision and datasets are only needed when saving
 
         return get_normalization(normalization)
     mean, std = normalization

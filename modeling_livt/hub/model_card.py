@@ -16,7 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 TEMPLATE_FOLDER = "model_cards"
 # where the templates are: inside the installed package (wheel), or the repository's top-level folder (checkout)
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / TEMPLATE_FOLDER
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / TEMPLATE_FOLDER
 
 CARD_METRICS = {
     "accuracy": "Top-1 accuracy",
@@ -36,7 +36,7 @@ def template_text(name: str) -> str:
     """The text of the model card template `model_cards/{name}.md.j2`: the copy installed inside the package (a
     wheel), else the repository's folder (a checkout, an editable install)."""
     filename = f"{name}.md.j2"
-    packaged = resources.files(__package__) / TEMPLATE_FOLDER / filename
+    packaged = resources.files("modeling_livt") / TEMPLATE_FOLDER / filename
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
     in_repository = TEMPLATE_DIR / filename

@@ -3,12 +3,12 @@
 Load it offline from its folder (no Hub access needed)::
 
     import evaluate
-    from modeling_livt.metrics import LONG_TAIL_METRIC_PATH
+    from modeling_livt.evaluation.metrics import LONG_TAIL_METRIC_PATH
 
     metric = evaluate.load(LONG_TAIL_METRIC_PATH)
     metric.compute(predictions=logits, references=labels, train_class_counts=counts)
 
-The math lives in ``modeling_livt.metrics.long_tail_metrics`` (one implementation); this file only adapts it
+The math lives in ``modeling_livt.evaluation.metrics.long_tail_metrics`` (one implementation); this file only adapts it
 to the ``evaluate.Metric`` interface. evaluate copies this file into its module cache before importing it, so
 the package is imported absolutely (it must be installed: ``pip install -e .``).
 """
@@ -17,7 +17,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from modeling_livt.metrics import long_tail_metrics
+from modeling_livt.evaluation.metrics import long_tail_metrics
 
 _DESCRIPTION = """
 Long-tailed recognition metrics computed from classifier logits. Shot groups come from the training-split

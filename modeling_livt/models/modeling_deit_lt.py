@@ -1,8 +1,8 @@
 """DeiT-LT: a DeiT with a CLS and a DIST token for long-tailed data (Rangwani et al., CVPR 2024).
 
-The encoder is LiVT's (`LiVTModel`, `LiVTLayer`): this file only adds what differs, as timm's `deit.py` does on top of
-`vision_transformer.py`: a distillation token (tokens `[CLS, DIST, patches]`, position embeddings over all of them),
-two heads after the final norm, and the official DeiT initialisation (truncated normal, std 0.02).
+The encoder is the shared ViT of `modeling_vit.py`, as LiVT's: this file only adds what differs, as timm's `deit.py`
+does on top of `vision_transformer.py`: a distillation token (tokens `[CLS, DIST, patches]`, position embeddings over
+all of them), two heads after the final norm, and the official DeiT initialisation (truncated normal, std 0.02).
 
 Training: the CLS head is trained on the (mixed) labels, the DIST head on the hard predictions of a CNN teacher.
 The distillation loss needs that teacher, so it lives in the trainer (`DeiTLTLoss` in `losses.py`); given `labels`
@@ -21,10 +21,11 @@ from transformers import PreTrainedConfig
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_deit_lt import ENCODER_FIELDS, DeiTLTConfig
+from .configuration_deit_lt import DeiTLTConfig
 from .configuration_livt import LiVTConfig
-from .losses import build_loss
-from .modeling_livt import LiVTEmbeddings, LiVTModel, LiVTModelOutput, LiVTPreTrainedModel
+from .configuration_vit import ENCODER_FIELDS
+from .modeling_livt import LiVTModel
+from .modeling_vit import ViTEmbeddings, ViTEncoderModel, ViTEncoderOutput, ViTPreTrainedModel
 from .posthoc_adjustment import apply_posthoc
 
 
@@ -46,26 +47,10 @@ class DeiTLTImageClassifierOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class DeiTLTEmbeddings(LiVTEmbeddings):
-    """LiVT's embeddings with a distillation token after CLS: `[CLS, DIST, patches]` + position embeddings
-    `[1, 2 + L, D]` (timm `VisionTransformerDistilled` layout; learnable)."""
-
-    def __init__(self, config):
-        super().__init__(config, num_prefix_tokens=2)
-        self.distillation_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
-
-    def prefix_tokens(self, batch_size: int) -> torch.Tensor:
-        return torch.cat(
-            [self.cls_token.expand(batch_size, -1, -1), self.distillation_token.expand(batch_size, -1, -1)], dim=1
-        )
-
-
-class DeiTLTPreTrainedModel(LiVTPreTrainedModel):
+class DeiTLTPreTrainedModel(ViTPreTrainedModel):
     config_class = DeiTLTConfig
     config: DeiTLTConfig
     base_model_prefix = "deit_lt"
-    _no_split_modules = ["DeiTLTEmbeddings", "LiVTLayer"]
-    accepts_loss_kwargs = False  # the CLS loss is a batch mean: let Trainer divide by gradient-accumulation steps
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -86,22 +71,18 @@ class DeiTLTPreTrainedModel(LiVTPreTrainedModel):
                 fan_in = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
                 bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
                 init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, DeiTLTEmbeddings):
+        elif isinstance(module, ViTEmbeddings):
             init.trunc_normal_(module.cls_token, std=std)
-            init.trunc_normal_(module.distillation_token, std=std)
+            if module.distillation_token is not None:
+                init.trunc_normal_(module.distillation_token, std=std)
             init.trunc_normal_(module.position_embeddings, std=std)
 
 
-class DeiTLTModel(DeiTLTPreTrainedModel, LiVTModel):
-    """The DeiT-LT encoder: LiVT's ViT (`LiVTModel`) with `DeiTLTEmbeddings` and the final LayerNorm.
+class DeiTLTModel(DeiTLTPreTrainedModel, ViTEncoderModel):
+    """The DeiT-LT encoder ([`ViTEncoderModel`] with `[CLS, DIST]` prefix tokens, DeiT's initialisation and the final
+    LayerNorm). `forward(pixel_values)` returns `last_hidden_state [N, 2 + L, D]` (token 0 = CLS, token 1 = DIST)."""
 
-    `forward(pixel_values)` returns `last_hidden_state [N, 2 + L, D]` (token 0 = CLS, token 1 = DIST)."""
-
-    def __init__(self, config: DeiTLTConfig):
-        super().__init__(config, add_final_norm=True, num_prefix_tokens=2)
-
-    def _build_embeddings(self, config, num_prefix_tokens):
-        return DeiTLTEmbeddings(config)
+    num_prefix_tokens = 2
 
 
 class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
@@ -119,22 +100,9 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         self.deit_lt = DeiTLTModel(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.distillation_classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self._loss_cache = {}  # a dict, not a submodule: the loss holds no weights
         self.post_init()
 
-    @property
-    def loss_fn(self) -> nn.Module:
-        """The CLS loss, rebuilt when `config.cls_loss_type`, `class_counts` or `bal_tau` change."""
-        key = (self.config.cls_loss_type, tuple(self.config.class_counts or ()), self.config.bal_tau)
-        if key not in self._loss_cache:
-            self.config.validate_deit_lt()
-            self._loss_cache.clear()
-            self._loss_cache[key] = build_loss(
-                self.config.cls_loss_type, self.config.class_counts, self.config.bal_tau
-            )
-        return self._loss_cache[key]
-
-    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> LiVTModelOutput:
+    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> ViTEncoderOutput:
         return self.deit_lt(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
 
     def forward_head(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,6 +260,5 @@ __all__ = [
     "DeiTLTPreTrainedModel",
     "DeiTLTModel",
     "DeiTLTForImageClassification",
-    "DeiTLTEmbeddings",
     "DeiTLTImageClassifierOutput",
 ]

@@ -11,7 +11,7 @@ data/validation-*.parquet, data/test-*.parquet
 ```
 
 Rows are shuffled (seeded) before sharding: the official lists are sorted by class, and a streamed, buffer-shuffled
-split needs mixed shards. Split files are read by `modeling_livt.split_files`, which checks every line first.
+split needs mixed shards. Split files are read by `modeling_livt.data.split_files`, which checks every line first.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ from datasets.arrow_writer import ParquetWriter
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi, get_token
+from huggingface_hub import DatasetCard, DatasetCardData
 
-from .data import CLASS_COUNTS_FILE
-from .hub import check_hub_offline
+from .long_tail import CLASS_COUNTS_FILE
 from .split_files import (
     ImageRecord,
     SplitFileError,
@@ -275,15 +274,6 @@ ds = load_dataset("path/to/this/folder_or_repo", streaming=True)
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
-def check_hub_access(hub_dataset_id: str | None) -> None:
-    """Fail before any work when ``--push_to_hub`` cannot succeed: offline mode, no repo id, or no token."""
-    check_hub_offline("--push_to_hub", hub_dataset_id, None, "Prepare without --push_to_hub", repo_type="dataset")
-    if not hub_dataset_id:
-        raise ValueError("--push_to_hub needs --hub_dataset_id (e.g. your-name/imagenet-lt)")
-    if get_token() is None:
-        raise RuntimeError("--push_to_hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
-
-
 def prepare_dataset(
     benchmark: BenchmarkSplits,
     data_root: str | os.PathLike,
@@ -326,21 +316,3 @@ def prepare_dataset(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return infos
-
-
-def push_dataset_folder(output_dir: str | os.PathLike, hub_dataset_id: str, private: bool = False) -> str:
-    """Upload a prepared folder (its data shards, card and class counts only) as a dataset repository; returns its URL.
-
-    The repository is created if needed; `HfApi.upload_folder` sends the shards through the Hub's large-file storage
-    in one commit.
-    """
-    api = HfApi()
-    url = api.create_repo(hub_dataset_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=hub_dataset_id,
-        folder_path=str(output_dir),
-        repo_type="dataset",
-        allow_patterns=[f"{DATA_DIR}/*.parquet", "README.md", CLASS_COUNTS_FILE],
-        commit_message=f"Upload {Path(output_dir).name} (scripts/prepare_dataset.py)",
-    )
-    return str(url)

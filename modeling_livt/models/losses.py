@@ -169,6 +169,20 @@ def build_loss(loss_type: str, class_counts=None, tau: float = 1.0) -> nn.Module
     raise ValueError(f"Unknown loss_type={loss_type!r}; choose one of ['bal_bce', 'bal_ce', 'bce', 'ce', 'ldam'].")
 
 
+def checked_class_weights(weights, name: str, num_classes: int | None = None) -> torch.Tensor | None:
+    """`weights` as a float32 vector of finite, non-negative class weights (of `num_classes` entries when given), or
+    None; `ValueError` names the argument otherwise."""
+    if weights is None:
+        return None
+    weights = torch.as_tensor(weights, dtype=torch.float32)
+    size = "" if num_classes is None else f"{num_classes} "
+    if weights.dim() != 1 or (num_classes is not None and len(weights) != num_classes):
+        raise ValueError(f"{name} must be a 1-D tensor of {size}class weights, got shape {tuple(weights.shape)}.")
+    if not torch.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f"{name} must hold finite, non-negative class weights.")
+    return weights
+
+
 class DeiTLTLoss(nn.Module):
     """DeiT-LT loss: (1 - alpha) * cls_loss(cls_logits, targets) + alpha * dist_loss.
 
@@ -196,11 +210,7 @@ class DeiTLTLoss(nn.Module):
 
     @class_weights.setter
     def class_weights(self, weights):
-        if weights is not None:
-            weights = torch.as_tensor(weights, dtype=torch.float32)
-            if weights.dim() != 1 or not torch.isfinite(weights).all() or (weights < 0).any():
-                raise ValueError("class_weights must be a 1-D tensor of finite, non-negative weights.")
-        self._class_weights = weights
+        self._class_weights = checked_class_weights(weights, "class_weights")
 
     def distillation_loss(self, distillation_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         if teacher_logits.shape != distillation_logits.shape:
@@ -260,11 +270,7 @@ class LDAMLoss(nn.Module):
 
     @weight.setter
     def weight(self, weight):
-        if weight is not None:
-            weight = torch.as_tensor(weight, dtype=torch.float32)
-            if weight.shape != (len(self.margins),) or not torch.isfinite(weight).all() or (weight < 0).any():
-                raise ValueError(f"weight must hold {len(self.margins)} finite, non-negative class weights.")
-        self._weight = weight
+        self._weight = checked_class_weights(weight, "weight", num_classes=len(self.margins))
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if logits.dim() != 2 or logits.shape[1] != len(self.margins):

@@ -36,7 +36,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from transformers import BitImageProcessor
 
-from .data import CorruptImageCounter, decode_image_or_raise, to_rgb
+from .images import CorruptImageCounter, decode_image_or_raise, to_rgb
 from .official_eval import (
     CIFAR_STATS,
     IMAGENET_STATS,
@@ -259,7 +259,7 @@ def build_eval_transform(image_size: int, mean: Sequence[float], std: Sequence[f
     return EvalTransform(build_image_processor(image_size, mean, std))
 
 
-# Column added by `apply_transform` when augmentation is seeded per example (see `_make_transform_fn`).
+# Column added by `apply_transform` when augmentation is seeded per example (see `make_transform_fn`).
 INDEX_COLUMN = "__example_index__"
 
 
@@ -285,15 +285,31 @@ def _example_rng(seed: int) -> Iterator[None]:
         np.random.set_state(numpy_state)
 
 
-def _make_transform_fn(
+def make_transform_fn(
     transform: Callable,
-    image_column: str,
-    label_column: str,
-    to_rgb: Callable,
-    skip_corrupt: bool,
-    counter: CorruptImageCounter | None,
+    image_column: str = "image",
+    label_column: str = "label",
+    to_rgb: Callable = to_rgb,
+    skip_corrupt: bool = False,
+    counter: CorruptImageCounter | None = None,
     seed: int | None = None,
 ) -> Callable:
+    """Batched function ``fn(batch, indices=None) -> {"pixel_values": [tensors], "labels": [ints]}`` applying
+    ``transform`` (the training augmentation or the eval transform) to every image, after ``to_rgb``.
+
+    Training: pass ``seed``, and each example is augmented under its own RNG seeded by (seed, epoch, example index),
+    so augmentations do not depend on DataLoader workers, processes or a resume from a checkpoint, and do not
+    consume the global RNGs (torch, Python's ``random``, numpy's). `apply_transform` adds the index column for
+    map-style datasets. ``fn.set_epoch(e)`` sets the epoch (shared memory, so DataLoader workers see it); the
+    package's trainers call it at every epoch start. Eval: no ``seed``.
+
+    For ``Dataset.set_transform`` / ``with_transform`` and ``IterableDataset.map(batched=True,
+    with_indices=True)`` (see `apply_transform`). Values of an ``Image(decode=False)`` column are decoded here: a
+    corrupt one raises a ValueError naming the example, or with ``skip_corrupt`` its row is dropped and counted
+    (dropping rows works with ``IterableDataset.map``; map-style datasets are cleaned up front by
+    `images.filter_corrupt_images`).
+    """
+
     def fn(batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
         images = batch[image_column]
         labels = batch.get(label_column)
@@ -331,42 +347,6 @@ def _make_transform_fn(
     return fn
 
 
-def make_train_transform_fn(
-    transform: Callable,
-    image_column: str = "image",
-    label_column: str = "label",
-    to_rgb: Callable = to_rgb,
-    skip_corrupt: bool = False,
-    counter: CorruptImageCounter | None = None,
-    seed: int | None = None,
-) -> Callable:
-    """Batched function ``fn(batch, indices=None) -> {"pixel_values": [tensors], "labels": [ints]}``.
-
-    With ``seed``, each example is augmented under its own RNG seeded by (seed, epoch, example index), so
-    augmentations do not depend on DataLoader workers, processes or a resume from a checkpoint, and do not consume
-    the global RNGs (torch, Python's ``random``, numpy's). `apply_transform` adds the index column for map-style
-    datasets. ``fn.set_epoch(e)`` sets the epoch (shared memory, so DataLoader workers see it); the package's
-    trainers call it at every epoch start.
-
-    For ``Dataset.set_transform`` / ``with_transform`` and ``IterableDataset.map(batched=True,
-    with_indices=True)`` (see `apply_transform`). Every image is converted with ``to_rgb`` first. Values
-    of an ``Image(decode=False)`` column are decoded here: a corrupt one raises a ValueError naming the
-    example, or with ``skip_corrupt`` its row is dropped and counted (dropping rows works with
-    ``IterableDataset.map``; map-style datasets are cleaned up front by `data.filter_corrupt_images`).
-    """
-    return _make_transform_fn(transform, image_column, label_column, to_rgb, skip_corrupt, counter, seed)
-
-
-def make_eval_transform_fn(
-    transform: Callable,
-    image_column: str = "image",
-    label_column: str = "label",
-    to_rgb: Callable = to_rgb,
-    skip_corrupt: bool = False,
-    counter: CorruptImageCounter | None = None,
-) -> Callable:
-    """Same as `make_train_transform_fn`, for the eval transform (kept separate for readability)."""
-    return _make_transform_fn(transform, image_column, label_column, to_rgb, skip_corrupt, counter)
 
 
 def apply_transform(dataset: Dataset | IterableDataset, transform_fn: Callable) -> Dataset | IterableDataset:

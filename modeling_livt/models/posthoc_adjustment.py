@@ -10,7 +10,7 @@ final logits):
 3. `posthoc_temperature` T: z / T.
 
 The models apply these in eval mode only; training losses never see them. The fitting code lives in
-`modeling_livt.posthoc` (it needs validation data, not part of a saved model).
+`modeling_livt.evaluation.posthoc` (it needs validation data, not part of a saved model).
 
 This file is copied next to saved models as remote code: it imports only torch and its sibling config module.
 """
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration_livt import POSTHOC_FIELDS
+from .configuration_vit import POSTHOC_FIELDS
 
 # Smallest weight-row norm used by tau-normalisation: a head row that is all zeros stays finite.
 MIN_ROW_NORM = 1e-12

@@ -1,0 +1,274 @@
+"""LiVT: a ViT encoder trained from scratch on long-tailed data (Xu et al., CVPR 2023).
+
+Stage 1, masked generative pretraining (MGP = MAE on the long-tailed data): `LiVTForMaskedImageModeling`.
+Stage 2, balanced fine-tuning with Bal-BCE: `LiVTForImageClassification`.
+
+The encoder, its block and the decoder's block stack are the shared ViT of `modeling_vit.py`; this file adds MAE's
+initialisation, the MGP decoder and loss, and the mean-pooling head. Shapes in comments: N batch, L patches,
+D width, C classes.
+
+This file is copied next to saved models as remote code: only single-dot sibling imports of our package.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_livt import LiVTConfig
+from .modeling_vit import (
+    ViTEmbeddings,
+    ViTEncoder,
+    ViTEncoderModel,
+    ViTEncoderOutput,
+    ViTPreTrainedModel,
+    get_2d_sincos_pos_embed,
+)
+from .posthoc_adjustment import apply_posthoc
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------------
+@dataclass
+class LiVTForMaskedImageModelingOutput(ModelOutput):
+    """MGP output: `logits` are the predicted (normalised) pixels of every patch `[N, L, p*p*3]`."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    mask: torch.Tensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class LiVTImageClassifierOutput(ModelOutput):
+    """Classification output. `logits [N, C]` carry no prior (the prior lives in the training loss), except the post-hoc
+    adjustments a config may ask for (`posthoc_*` fields), applied in eval mode only; `loss` is always computed on the
+    raw logits."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Encoder
+# ---------------------------------------------------------------------------------------------------------------------
+class LiVTClassifierHead(nn.Linear):
+    """The classification head: a linear layer initialised with trunc_normal(std=config.classifier_init_std)."""
+
+
+class LiVTPreTrainedModel(ViTPreTrainedModel):
+    config_class = LiVTConfig
+    config: LiVTConfig
+    base_model_prefix = "livt"
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """The official MAE/LiVT initialisation: xavier-uniform linears (and patch projection, seen as a linear),
+        normal(0.02) tokens, sin-cos position embeddings. Only tensors missing from a checkpoint reach here."""
+        std = self.config.initializer_range
+        if isinstance(module, LiVTClassifierHead):
+            init.trunc_normal_(module.weight, std=self.config.classifier_init_std)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):  # the patch projection, initialised as a linear layer (MAE)
+            if not getattr(module.weight, "_is_hf_initialized", False):  # a view drops the flag: check it here
+                nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+            init.zeros_(module.bias)
+        elif isinstance(module, ViTEmbeddings):
+            init.normal_(module.cls_token, std=std)
+            pos_embed = get_2d_sincos_pos_embed(module.position_embeddings.shape[-1], module.grid_size,
+                                                module.num_prefix_tokens)
+            init.copy_(module.position_embeddings, pos_embed.unsqueeze(0))
+        elif isinstance(module, LiVTDecoder):
+            init.normal_(module.mask_token, std=std)
+            pos_embed = get_2d_sincos_pos_embed(module.decoder_pos_embed.shape[-1], module.grid_size, 1)
+            init.copy_(module.decoder_pos_embed, pos_embed.unsqueeze(0))
+
+
+class LiVTModel(LiVTPreTrainedModel, ViTEncoderModel):
+    """The LiVT ViT encoder ([`ViTEncoderModel`] with a CLS token and MAE's initialisation): patch embedding, CLS
+    token, position embeddings, `num_hidden_layers` blocks and an optional final LayerNorm (dropped under the
+    mean-pooling head, whose `fc_norm` replaces it). `forward(pixel_values, noise=None, mask_ratio=0.0)` returns
+    `last_hidden_state [N, 1 + L_keep, D]`."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stage 1: masked generative pretraining
+# ---------------------------------------------------------------------------------------------------------------------
+class LiVTDecoder(nn.Module):
+    """MAE decoder: embeds the visible tokens, appends mask tokens, unshuffles, adds fixed sin-cos position embeddings,
+    runs light blocks and predicts the pixels of every patch."""
+
+    def __init__(self, config: LiVTConfig):
+        super().__init__()
+        self.grid_size = config.image_size // config.patch_size
+        self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        self.decoder_pos_embed = nn.Parameter(
+            torch.zeros(1, 1 + self.grid_size**2, config.decoder_hidden_size), requires_grad=False
+        )
+        self.decoder_layers = ViTEncoder(
+            config, config.decoder_hidden_size, config.decoder_num_hidden_layers, config.decoder_num_attention_heads,
+            config.decoder_intermediate_size,
+        )
+        self.decoder_norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.decoder_pred = nn.Linear(config.decoder_hidden_size, config.patch_size**2 * config.num_channels)
+
+    def resize(self, grid_size: int):
+        pos = get_2d_sincos_pos_embed(self.decoder_pos_embed.shape[-1], grid_size, 1).unsqueeze(0)
+        self.decoder_pos_embed = nn.Parameter(pos.to(self.decoder_pos_embed.device), requires_grad=False)
+        self.grid_size = grid_size
+
+    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor, **kwargs) -> torch.Tensor:
+        hidden_states = self.decoder_embed(latent)  # [N, 1 + L_keep, Dd]
+        batch_size, num_tokens, dim = hidden_states.shape
+        num_masked = ids_restore.shape[1] + 1 - num_tokens
+        mask_tokens = self.mask_token.expand(batch_size, num_masked, -1)
+        patches = torch.cat([hidden_states[:, 1:], mask_tokens], dim=1)  # [N, L, Dd] in shuffled order
+        patches = torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))  # original order
+        hidden_states = torch.cat([hidden_states[:, :1], patches], dim=1) + self.decoder_pos_embed
+        hidden_states = self.decoder_layers(hidden_states, **kwargs)
+        hidden_states = self.decoder_norm(hidden_states)
+        return self.decoder_pred(hidden_states)[:, 1:]  # [N, L, p*p*3], CLS dropped
+
+
+class LiVTForMaskedImageModeling(LiVTPreTrainedModel):
+    """Stage 1 of LiVT: MAE on the long-tailed data. The encoder sees the visible `1 - mask_ratio` of the patches;
+    the loss is the MSE on (per-patch normalised) pixels of the masked patches only. Position embeddings stay
+    frozen at their sin-cos values (as the official code)."""
+
+    def __init__(self, config: LiVTConfig):
+        super().__init__(config)
+        self.livt = LiVTModel(config, add_final_norm=True)
+        self.decoder = LiVTDecoder(config)
+        self.post_init()
+        self._after_load()
+
+    def _after_load(self):
+        self.livt.embeddings.position_embeddings.requires_grad_(False)
+        self.decoder.decoder_pos_embed.requires_grad_(False)
+
+    def resize_position_embeddings(self, image_size: int):
+        """Resize the encoder's position embeddings and recompute the decoder's fixed sin-cos ones."""
+        super().resize_position_embeddings(image_size)
+        if self.decoder.grid_size != self.livt.embeddings.grid_size:
+            self.decoder.resize(self.livt.embeddings.grid_size)
+
+    def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`[N, 3, H, W]` -> `[N, L, p*p*3]` (MAE's order: patch rows, patch cols, then p, p, channels)."""
+        p = self.config.patch_size
+        batch_size, channels, height, width = pixel_values.shape
+        x = pixel_values.reshape(batch_size, channels, height // p, p, width // p, p)
+        return torch.einsum("nchpwq->nhwpqc", x).reshape(batch_size, (height // p) * (width // p), p * p * channels)
+
+    def unpatchify(self, patches: torch.Tensor, image_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """`[N, L, p*p*3]` -> `[N, 3, H, W]`."""
+        p, channels = self.config.patch_size, self.config.num_channels
+        height, width = image_size or (self.config.image_size, self.config.image_size)
+        h, w = height // p, width // p
+        x = patches.reshape(patches.shape[0], h, w, p, p, channels)
+        return torch.einsum("nhwpqc->nchpwq", x).reshape(patches.shape[0], channels, h * p, w * p)
+
+    def forward_loss(self, pixel_values: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean over masked patches of the per-patch MSE; targets normalised per patch (unbiased var, eps 1e-6)."""
+        target = self.patchify(pixel_values)
+        if self.config.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1.0e-6) ** 0.5
+        loss = ((pred.float() - target.float()) ** 2).mean(dim=-1)  # [N, L]
+        return (loss * mask).sum() / mask.sum()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        **kwargs,
+    ) -> LiVTForMaskedImageModelingOutput:
+        kwargs.pop("labels", None)  # MGP is label-free; image datasets still carry them
+        if interpolate_pos_encoding:
+            raise ValueError("MGP runs at the configured image size; resize the model with resize_position_embeddings.")
+        outputs = self.livt(pixel_values, noise=noise, mask_ratio=self.config.mask_ratio, **kwargs)
+        pred = self.decoder(outputs.last_hidden_state, outputs.ids_restore)
+        loss = self.forward_loss(pixel_values, pred, outputs.mask)
+        return LiVTForMaskedImageModelingOutput(
+            loss=loss, logits=pred, mask=outputs.mask, ids_restore=outputs.ids_restore,
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stage 2: balanced fine-tuning
+# ---------------------------------------------------------------------------------------------------------------------
+class LiVTForImageClassification(LiVTPreTrainedModel):
+    """Stage 2 of LiVT: the encoder with a classification head, trained with the loss named by `config.loss_type`
+    (Bal-BCE by default) whose prior comes from `config.class_counts`. Loading an MGP checkpoint keeps the encoder,
+    drops the decoder and the final norm, and initialises `fc_norm` and the head.
+
+    Head: `pooling="mean"` averages the patch tokens (CLS excluded) -> `fc_norm` -> `classifier` (the encoder's final
+    norm is dropped); `pooling="cls"` takes the final-normed CLS token. `labels` may be int `[N]` or soft `[N, C]`.
+    """
+
+    # an MGP checkpoint's decoder and (under mean pooling) final norm are expected leftovers
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^livt\.layernorm\."]
+
+    def __init__(self, config: LiVTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        mean_pooling = config.pooling == "mean"
+        self.livt = LiVTModel(config, add_final_norm=not mean_pooling)
+        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if mean_pooling else nn.Identity()
+        self.classifier = LiVTClassifierHead(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> ViTEncoderOutput:
+        return self.livt(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+
+    def pooled_features(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`[N, 1 + L, D]` tokens -> `[N, D]`, the classifier's input."""
+        num_prefix = self.livt.embeddings.num_prefix_tokens
+        pooled = hidden_states[:, num_prefix:].mean(dim=1) if self.config.pooling == "mean" else hidden_states[:, 0]
+        return self.fc_norm(pooled)
+
+    def forward_head(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`[N, 1 + L, D]` tokens -> `[N, C]` raw logits (no post-hoc adjustment)."""
+        return self.classifier(self.pooled_features(hidden_states))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        **kwargs,
+    ) -> LiVTImageClassifierOutput:
+        outputs = self.forward_features(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        features = self.pooled_features(outputs.last_hidden_state)
+        logits = self.classifier(features)
+        loss = self.loss_fn(logits, labels) if labels is not None else None
+        if not self.training:  # post-hoc adjustments are for inference: no training loss sees them
+            logits = apply_posthoc(self.config, logits, [(features, self.classifier)])
+        return LiVTImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "LiVTPreTrainedModel",
+    "LiVTModel",
+    "LiVTForMaskedImageModeling",
+    "LiVTForImageClassification",
+]
