@@ -20,7 +20,10 @@ setup(
     packages=find_packages(include=["modeling_livt", "modeling_livt.*", "trainers", "trainers.*"])
     + ["modeling_livt.model_cards", "modeling_livt_scripts"],
     package_dir={"modeling_livt.model_cards": "model_cards", "modeling_livt_scripts": "scripts"},
-    package_data={"modeling_livt.evaluation": ["long_tail_metric/*.py"], "modeling_livt.model_cards": ["*.md.j2"]},
+    package_data={
+        "modeling_livt.evaluation": ["long_tail_metric/*.py"],
+        "modeling_livt.model_cards": ["*.md.j2", "*.json"],  # templates and the papers they cite
+    },
     entry_points={
         "console_scripts": [f"livt-{name}=modeling_livt_scripts._console:{function}" for name, function in CLI.items()]
     },

@@ -66,7 +66,7 @@ def test_installed_wheel_trains_and_writes_a_model_card(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("modeling_livt-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     templates = {f"modeling_livt/model_cards/{p.name}" for p in (ROOT / "model_cards").glob("*.md.j2")}
-    assert templates and templates <= names
+    assert templates and templates <= names and "modeling_livt/model_cards/papers.json" in names
     # the evaluate module, loaded from its folder
     assert "modeling_livt/evaluation/long_tail_metric/long_tail_metric.py" in names
     assert "modeling_livt_scripts/run_finetune.py" in names and "modeling_livt_scripts/_cli.py" in names

@@ -58,7 +58,7 @@ def test_ldam_matches_the_official_formulation_with_and_without_drw_weights():
     assert max(loss.margins) == pytest.approx(0.5) and loss.margins == sorted(loss.margins)  # rarest: largest margin
     assert loss(logits, target).item() == pytest.approx(reference_ldam(logits, target, COUNTS).item(), rel=1e-6)
     weights = ml.class_balanced_weights(COUNTS, 0.9999)
-    loss.weight = weights
+    loss.class_weights = weights
     expected = reference_ldam(logits, target, COUNTS, weight=weights)
     assert loss(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
     # one-hot soft targets are int labels
@@ -69,10 +69,10 @@ def test_ldam_matches_the_official_formulation_with_and_without_drw_weights():
     assert isinstance(build_loss("ldam", COUNTS), LDAMLoss)
     with pytest.raises(ValueError, match="needs the training class counts"):
         build_loss("ldam", None)
-    with pytest.raises(ValueError, match=r"weight must be a 1-D tensor of 4 class weights, got shape \(2,\)"):
-        loss.weight = [1.0, 2.0]
-    with pytest.raises(ValueError, match="weight must hold finite, non-negative"):
-        loss.weight = [1.0, 2.0, -1.0, 0.0]
+    with pytest.raises(ValueError, match=r"class_weights must be a 1-D tensor of 4 class weights, got shape \(2,\)"):
+        loss.class_weights = [1.0, 2.0]
+    with pytest.raises(ValueError, match="class_weights must hold finite, non-negative"):
+        loss.class_weights = [1.0, 2.0, -1.0, 0.0]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -175,12 +175,12 @@ def test_ldam_drw_teacher_reweights_from_the_drw_step(tmp_path):
 
     class Spy(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
-            seen.append(trainer.loss_fn.weight is not None)
+            seen.append(trainer.loss_fn.class_weights is not None)
 
     trainer.add_callback(Spy())
     trainer.train()
     assert isinstance(trainer.loss_fn, LDAMLoss) and seen == [False, True, True]
-    torch.testing.assert_close(trainer.loss_fn.weight, ml.class_balanced_weights(COUNTS, 0.9999))
+    torch.testing.assert_close(trainer.loss_fn.class_weights, ml.class_balanced_weights(COUNTS, 0.9999))
     # default DRW point: 80 % of training (LDAM-DRW: epoch 160 of 200)
     default = TeacherTrainer(model=_resnet(), args=_args(tmp_path, num_train_epochs=10), class_counts=COUNTS,
                              loss_type="ldam_drw")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from modeling_livt.models.losses import LDAMLoss, build_loss, class_balanced_weights
+from modeling_livt.models.losses import ClassWeightedLoss, LDAMLoss, build_loss, class_balanced_weights
 from modeling_livt.models.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification
 
 from .arguments import AugmentationArguments, FinetuneTrainingArguments
@@ -126,7 +126,7 @@ class TeacherTrainer(BalancedTrainer):
                 drw_epoch = LDAM_DRW_EPOCH_FRACTION * self.args.num_train_epochs
         self.drw_beta = drw_beta
         self.drw_callback = DRWCallback(self.set_drw, drw_epoch=drw_epoch, drw_step=drw_step)
-        if self.drw_callback.enabled and not hasattr(self.loss_fn, "weight"):
+        if self.drw_callback.enabled and not isinstance(self.loss_fn, ClassWeightedLoss):
             raise ValueError(
                 f"DRW re-weights the LDAM loss; loss_type={loss_type!r} takes no class weights. Use --loss_type "
                 "ldam_drw, or drop --drw_epoch/--drw_step."
@@ -135,8 +135,8 @@ class TeacherTrainer(BalancedTrainer):
 
     def set_drw(self, active: bool) -> None:
         """Deferred re-weighting on/off: class-balanced weights on the loss."""
-        if hasattr(self.loss_fn, "weight"):
-            self.loss_fn.weight = class_balanced_weights(self.class_counts, self.drw_beta) if active else None
+        if isinstance(self.loss_fn, ClassWeightedLoss):
+            self.loss_fn.class_weights = class_balanced_weights(self.class_counts, self.drw_beta) if active else None
 
     @property
     def sam(self) -> SAM:

@@ -8,6 +8,7 @@ measurement made by the port.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..data.official_eval import describe_eval_transform
-from .model_card import CARD_METRICS, template_text
+from .model_card import CARD_METRICS, template_file_text, template_text
 
 
 @dataclass(frozen=True)
@@ -33,57 +34,12 @@ class PaperReference:
     bibtex: str
 
 
-LIVT_PAPER = PaperReference(
-    method="LiVT",
-    method_code="the official LiVT code (`util/datasets.py: build_transform`)",
-    title="Learning Imbalanced Data with Vision Transformers",
-    authors="Zhengzhuo Xu, Ruikang Liu, Shuo Yang, Zenghao Chai, Chun Yuan",
-    venue="CVPR 2023",
-    arxiv_url="https://arxiv.org/abs/2212.02015",
-    code_url="https://github.com/XuZhengzhuo/LiVT",
-    bibtex="@inproceedings{LiVT,\n  title={Learning Imbalanced Data with Vision Transformers},\n  author={Xu, "
-    "Zhengzhuo and Liu, Ruikang and Yang, Shuo and Chai, Zenghao and Yuan, Chun},\n  booktitle={IEEE Conference on "
-    "Computer Vision and Pattern Recognition (CVPR)},\n  year={2023}\n}",
-)
-MAE_PAPER = PaperReference(
-    method="MAE",
-    method_code="the official MAE / LiVT code (`build_transform`)",
-    title="Masked Autoencoders Are Scalable Vision Learners",
-    authors="Kaiming He, Xinlei Chen, Saining Xie, Yanghao Li, Piotr Dollár, Ross Girshick",
-    venue="CVPR 2022",
-    arxiv_url="https://arxiv.org/abs/2111.06377",
-    code_url="https://github.com/facebookresearch/mae",
-    bibtex="@inproceedings{he2022masked,\n  title={Masked Autoencoders Are Scalable Vision Learners},\n  author={He, "
-    "Kaiming and Chen, Xinlei and Xie, Saining and Li, Yanghao and Doll{\\'a}r, Piotr and Girshick, Ross},\n  "
-    "booktitle={CVPR},\n  year={2022}\n}",
-)
-DEIT_LT_PAPER = PaperReference(
-    method="DeiT-LT",
-    method_code="the official DeiT-LT code (`datasets.py: build_transform_deit`)",
-    title="DeiT-LT: Distillation Strikes Back for Vision Transformer Training on Long-Tailed Datasets",
-    authors="Harsh Rangwani, Pradipto Mondal, Mayank Mishra, Ashish Ramayee Asokan, R. Venkatesh Babu",
-    venue="CVPR 2024",
-    arxiv_url="https://arxiv.org/abs/2404.02900",
-    code_url="https://github.com/val-iisc/DeiT-LT",
-    bibtex="@article{rangwani2024deit-lt,\n  author={Rangwani, Harsh and Mondal, Pradipto and Mishra, Mayank and "
-    "Ramayee Asokan, Ashish and Babu, R Venkatesh},\n  title={DeiT-LT: Distillation Strikes Back for Vision "
-    "Transformer Training on Long-Tailed Datasets},\n  journal={CVPR},\n  year={2024}\n}",
-)
-DEIT_PAPER = PaperReference(
-    method="DeiT",
-    method_code="the official DeiT / DeiT-LT code (`build_transform`)",
-    title="Training data-efficient image transformers & distillation through attention",
-    authors="Hugo Touvron, Matthieu Cord, Matthijs Douze, Francisco Massa, Alexandre Sablayrolles, Hervé Jégou",
-    venue="ICML 2021",
-    arxiv_url="https://arxiv.org/abs/2012.12877",
-    code_url="https://github.com/facebookresearch/deit",
-    bibtex="@inproceedings{touvron2021training,\n  title={Training data-efficient image transformers & distillation "
-    "through attention},\n  author={Touvron, Hugo and Cord, Matthieu and Douze, Matthijs and Massa, Francisco and "
-    "Sablayrolles, Alexandre and J{\\'e}gou, Herv{\\'e}},\n  booktitle={ICML},\n  year={2021}\n}",
-)
+# The papers behind the checkpoint families (bibliographic data: `model_cards/papers.json`, shipped with the templates).
+PAPERS = {name: PaperReference(**entry) for name, entry in json.loads(template_file_text("papers.json")).items()}
+
 # per `convert_checkpoint` source: the paper, and how the card describes the file
-SOURCE_PAPERS = {"livt": LIVT_PAPER, "mae": MAE_PAPER, "vit_mae": MAE_PAPER, "deit_lt": DEIT_LT_PAPER,
-                 "deit": DEIT_PAPER}
+SOURCE_PAPERS = {"livt": PAPERS["livt"], "mae": PAPERS["mae"], "vit_mae": PAPERS["mae"], "deit_lt": PAPERS["deit_lt"],
+                 "deit": PAPERS["deit"]}
 SOURCE_DESCRIPTIONS = {
     "livt": "an official `.pth` in timm's ViT layout",
     "mae": "an official `.pth` in timm's ViT layout",

@@ -32,10 +32,9 @@ CARD_METRICS = {
 }
 
 
-def template_text(name: str) -> str:
-    """The text of the model card template `model_cards/{name}.md.j2`: the copy installed inside the package (a
-    wheel), else the repository's folder (a checkout, an editable install)."""
-    filename = f"{name}.md.j2"
+def template_file_text(filename: str) -> str:
+    """The text of `model_cards/{filename}` (a template or the paper references): the copy installed inside the
+    package (a wheel), else the repository's folder (a checkout, an editable install)."""
     packaged = resources.files("modeling_livt") / TEMPLATE_FOLDER / filename
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
@@ -43,10 +42,15 @@ def template_text(name: str) -> str:
     if in_repository.is_file():
         return in_repository.read_text(encoding="utf-8")
     raise FileNotFoundError(
-        f"model card template {filename} is missing: looked in the installed package ({packaged}) and in the "
+        f"model card file {filename} is missing: looked in the installed package ({packaged}) and in the "
         f"repository's {TEMPLATE_FOLDER}/ folder ({in_repository}). Reinstall the package (`pip install .` ships "
         "the templates)."
     )
+
+
+def template_text(name: str) -> str:
+    """The model card template `model_cards/{name}.md.j2`."""
+    return template_file_text(f"{name}.md.j2")
 
 
 def eval_results(metrics: dict, dataset_name: str, dataset_split: str = "test") -> list[EvalResult]:

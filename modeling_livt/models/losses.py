@@ -183,7 +183,22 @@ def checked_class_weights(weights, name: str, num_classes: int | None = None) ->
     return weights
 
 
-class DeiTLTLoss(nn.Module):
+class ClassWeightedLoss(nn.Module):
+    """A loss with an optional `class_weights` vector, checked on every assignment: deferred re-weighting (DRW)
+    swaps it in mid-training. `num_weighted_classes` (None: any length) is the length it must have."""
+
+    num_weighted_classes: int | None = None
+
+    @property
+    def class_weights(self) -> torch.Tensor | None:
+        return self._class_weights
+
+    @class_weights.setter
+    def class_weights(self, weights):
+        self._class_weights = checked_class_weights(weights, "class_weights", self.num_weighted_classes)
+
+
+class DeiTLTLoss(ClassWeightedLoss):
     """DeiT-LT loss: (1 - alpha) * cls_loss(cls_logits, targets) + alpha * dist_loss.
 
     dist_loss is the cross-entropy of the DIST head against the teacher's argmax on the same (augmented, mixed)
@@ -203,14 +218,6 @@ class DeiTLTLoss(nn.Module):
         self.alpha = float(alpha)
         self.cls_loss = cls_loss if cls_loss is not None else SoftTargetCrossEntropy()
         self.class_weights = class_weights
-
-    @property
-    def class_weights(self):
-        return self._class_weights
-
-    @class_weights.setter
-    def class_weights(self, weights):
-        self._class_weights = checked_class_weights(weights, "class_weights")
 
     def distillation_loss(self, distillation_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         if teacher_logits.shape != distillation_logits.shape:
@@ -235,7 +242,7 @@ class DeiTLTLoss(nn.Module):
         return (1.0 - self.alpha) * cls_term + self.alpha * dist_term
 
 
-class LDAMLoss(nn.Module):
+class LDAMLoss(ClassWeightedLoss):
     """LDAM (Cao et al., NeurIPS 2019, official kaidic/LDAM-DRW `losses.py`): cross-entropy on s * (z - m_y).
 
     Per-class margins m_c proportional to n_c^(-1/4), scaled so that the largest (the rarest class) is `max_m`; the
@@ -243,17 +250,18 @@ class LDAMLoss(nn.Module):
     `ResNetCifarConfig(use_norm=True)`, whose logits lie in [-1, 1]). Soft targets `[B, C]` (mixup / label smoothing)
     take `z - y * m` off every class in proportion to its target mass: for one-hot targets that is exactly LDAM.
 
-    `weight` (`[C]`, settable, e.g. `class_balanced_weights(counts, 0.9999)` from the DRW epoch: LDAM-DRW) makes the
-    loss PyTorch's weighted mean sum_i w_i * ce_i / sum_i w_i with w_i = sum_c y_ic w_c (= w_{y_i} for int labels).
+    `class_weights` (`[C]`, settable, e.g. `class_balanced_weights(counts, 0.9999)` from the DRW epoch: LDAM-DRW)
+    makes the loss PyTorch's weighted mean sum_i w_i * ce_i / sum_i w_i with w_i = sum_c y_ic w_c (= w_{y_i} for
+    int labels).
 
     Args:
         class_counts: training images per class (all > 0).
         max_m: the largest margin (0.5).
         s: logit scale (30).
-        weight: optional class weights (None until the DRW point).
+        class_weights: optional class weights (None until the DRW point).
     """
 
-    def __init__(self, class_counts, max_m: float = 0.5, s: float = 30.0, weight=None):
+    def __init__(self, class_counts, max_m: float = 0.5, s: float = 30.0, class_weights=None):
         super().__init__()
         counts = _check_counts(class_counts)
         if max_m < 0 or s <= 0:
@@ -262,15 +270,8 @@ class LDAMLoss(nn.Module):
         self.margins = [m * (max_m / max(raw)) for m in raw]  # Python floats: no tensor state (meta-device safe)
         self.max_m = float(max_m)
         self.s = float(s)
-        self.weight = weight
-
-    @property
-    def weight(self):
-        return self._weight
-
-    @weight.setter
-    def weight(self, weight):
-        self._weight = checked_class_weights(weight, "weight", num_classes=len(self.margins))
+        self.num_weighted_classes = len(self.margins)
+        self.class_weights = class_weights
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if logits.dim() != 2 or logits.shape[1] != len(self.margins):
@@ -281,13 +282,14 @@ class LDAMLoss(nn.Module):
         margins = torch.tensor(self.margins, dtype=torch.float32, device=logits.device)
         log_probs = F.log_softmax(self.s * (logits.float() - targets * margins), dim=-1)
         per_example = -(targets * log_probs).sum(dim=-1)
-        if self._weight is None:
+        if self.class_weights is None:
             return per_example.mean()
-        example_weights = targets @ self._weight.to(logits.device)
+        example_weights = targets @ self.class_weights.to(logits.device)
         return (example_weights * per_example).sum() / example_weights.sum()
 
     def extra_repr(self):
-        return f"num_classes={len(self.margins)}, max_m={self.max_m}, s={self.s}, weighted={self._weight is not None}"
+        weighted = self.class_weights is not None
+        return f"num_classes={len(self.margins)}, max_m={self.max_m}, s={self.s}, weighted={weighted}"
 
 
 __all__ = [
