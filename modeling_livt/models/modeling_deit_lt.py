@@ -25,7 +25,7 @@ from .configuration_deit_lt import DeiTLTConfig
 from .configuration_livt import LiVTConfig
 from .configuration_vit import ENCODER_FIELDS
 from .modeling_livt import LiVTModel
-from .modeling_vit import ViTEmbeddings, ViTEncoderModel, ViTEncoderOutput, ViTPreTrainedModel
+from .modeling_vit import ViTEmbeddings, ViTEncoderModel, ViTPreTrainedModel
 from .posthoc_adjustment import apply_posthoc
 
 
@@ -101,9 +101,6 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.distillation_classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
-
-    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> ViTEncoderOutput:
-        return self.deit_lt(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
 
     def forward_head(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`[N, 2 + L, D]` final-normed tokens -> (`cls_logits [N, C]`, `distillation_logits [N, C]`)."""

@@ -22,7 +22,6 @@ from .modeling_vit import (
     ViTEmbeddings,
     ViTEncoder,
     ViTEncoderModel,
-    ViTEncoderOutput,
     ViTPreTrainedModel,
     get_2d_sincos_pos_embed,
 )
@@ -234,9 +233,6 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if mean_pooling else nn.Identity()
         self.classifier = LiVTClassifierHead(config.hidden_size, config.num_labels)
         self.post_init()
-
-    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> ViTEncoderOutput:
-        return self.livt(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
 
     def pooled_features(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """`[N, 1 + L, D]` tokens -> `[N, D]`, the classifier's input."""

@@ -324,6 +324,10 @@ class ViTPreTrainedModel(PreTrainedModel):
         model._after_load()
         return loaded
 
+    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> "ViTEncoderOutput":
+        """The encoder's tokens (`base_model`, i.e. `self.livt` / `self.deit_lt`): `last_hidden_state [N, P + L, D]`."""
+        return self.base_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+
     @property
     def loss_fn(self) -> nn.Module:
         """The loss a forward with `labels` computes: the one the config's loss field names (`loss_type` for LiVT,
