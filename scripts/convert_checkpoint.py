@@ -17,20 +17,16 @@ created first, so an offline machine fails before anything is converted or writt
 """
 
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
 from transformers import AutoImageProcessor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _cli import parse_args  # noqa: E402
-
-from modeling_livt.convert import convert_checkpoint  # noqa: E402
-from modeling_livt.converted_card import parse_reported_results, write_converted_model_card  # noqa: E402
-from modeling_livt.hub import create_hub_repo, upload_model_folder  # noqa: E402
-from modeling_livt.transforms import get_normalization  # noqa: E402
+from modeling_livt.convert import convert_checkpoint
+from modeling_livt.converted_card import parse_reported_results, write_converted_model_card
+from modeling_livt.hub import create_hub_repo, upload_model_folder
+from modeling_livt.transforms import get_normalization
+from trainers.cli import parse_args
 
 
 @dataclass

@@ -11,16 +11,11 @@ Then `--dataset_name data/imagenet_lt` in any training script, or `load_dataset(
 """
 
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _cli import parse_args, setup_logging  # noqa: E402
-
-from modeling_livt.prepare import check_hub_access, prepare_dataset, push_dataset_folder, read_benchmark_splits  # noqa: E402
+from modeling_livt.prepare import check_hub_access, prepare_dataset, push_dataset_folder, read_benchmark_splits
+from trainers.cli import parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
 

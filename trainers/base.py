@@ -70,11 +70,7 @@ class LongTailTrainerMixin:
         repeats = getattr(self.args, "repeated_augmentation", 1) or 1
         if repeats == 1 or self.train_dataset is None:
             return
-        if not has_length(self.train_dataset):
-            raise ValueError(
-                f"--repeated_augmentation {repeats} needs a map-style training set (it samples images by index); "
-                "drop --streaming or pass --repeated_augmentation 1."
-            )
+        self._check_map_style_training_set(f"--repeated_augmentation {repeats}", "--repeated_augmentation 1")
         self.repeated_augmentation_images = len(self.train_dataset)
         columns = getattr(self.train_dataset, "column_names", None) or []
         if INDEX_COLUMN in columns and seeded_transforms(self.train_dataset):
@@ -86,12 +82,16 @@ class LongTailTrainerMixin:
         strategy = getattr(self.args, "sampler", "instance")
         if strategy == "instance" or self.train_dataset is None:
             return
+        self._check_map_style_training_set(f"--sampler {strategy}", "--sampler instance")
+        self.sampling_labels = dataset_labels(self.train_dataset)
+
+    def _check_map_style_training_set(self, option: str, way_out: str) -> None:
+        """`option` draws training images by index: a streamed training set fails here, at start-up."""
         if not has_length(self.train_dataset):
             raise ValueError(
-                f"--sampler {strategy} needs a map-style training set (it draws images by index); drop --streaming "
-                "or pass --sampler instance."
+                f"{option} needs a map-style training set (it draws images by index); drop --streaming or pass "
+                f"{way_out}."
             )
-        self.sampling_labels = dataset_labels(self.train_dataset)
 
     def _get_train_sampler(self, train_dataset=None):
         class_aware = None
