@@ -68,7 +68,8 @@ def test_installed_wheel_trains_and_writes_a_model_card(tmp_path):
     templates = {f"modeling_livt/model_cards/{p.name}" for p in (ROOT / "model_cards").glob("*.md.j2")}
     assert templates and templates <= names
     assert "modeling_livt/long_tail_metric/long_tail_metric.py" in names  # the evaluate module, loaded from its folder
-    assert "modeling_livt_scripts/run_finetune.py" in names and "modeling_livt_scripts/_cli.py" in names
+    assert "modeling_livt_scripts/run_finetune.py" in names and "modeling_livt_scripts/_console.py" in names
+    assert "trainers/cli.py" in names and "trainers/script_builder.py" in names
 
     site = tmp_path / "site"
     run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)])
