@@ -75,7 +75,7 @@ class DeiTLTScript(ViTClassificationScript):
             "DRW (class-balanced DIST weights)": f"{drw}, beta {distillation.drw_beta}",
             "mixup after DRW": "off" if distillation.no_mixup_after_drw else "on",
             "layer decay": self.training_args.layer_decay,
-            **self.shared_recipe(),
+            **self.shared_recipe_lines(),
         }
 
     def trainer_kwargs(self) -> dict:

@@ -31,7 +31,7 @@ class FinetuneScript(ViTClassificationScript):
             "loss_type": self.model.config.loss_type,
             "bal_tau": self.model.config.bal_tau,
             "layer decay": self.training_args.layer_decay,
-            **self.shared_recipe(),
+            **self.shared_recipe_lines(),
         }
 
 

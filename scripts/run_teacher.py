@@ -48,7 +48,7 @@ class TeacherScript(ClassificationScript):
             "optimizer": f"SAM (rho {training_args.sam_rho}{', adaptive' if training_args.sam_adaptive else ''}) "
             f"around {training_args.sam_base_optimizer}",
             "weight decay": training_args.weight_decay,
-            **self.shared_recipe(),
+            **self.shared_recipe_lines(),
         }
         drw_epoch, drw_step = teacher_drw_point(model_args.loss_type, model_args.drw_epoch, model_args.drw_step,
                                                 training_args)

@@ -79,7 +79,7 @@ class ClassificationScript(ABC):
 
     @abstractmethod
     def recipe_lines(self) -> dict:
-        """The model card's recipe: the script's own lines, with `shared_recipe()` where they belong."""
+        """The model card's recipe: the script's own lines, with `shared_recipe_lines()` where they belong."""
 
     def trainer_kwargs(self) -> dict:
         """Arguments of `trainer_class` beyond the model, the data, the collators and the card writer."""
@@ -143,7 +143,7 @@ class ClassificationScript(ABC):
             repo_id=self.training_args.hub_model_id,
         )
 
-    def shared_recipe(self) -> dict:
+    def shared_recipe_lines(self) -> dict:
         """The recipe lines every classification script shares (see `shared_recipe`)."""
         return shared_recipe(self.training_args, self.aug_args, self.image_size)
 
