@@ -17,20 +17,16 @@ created first, so an offline machine fails before anything is converted or writt
 """
 
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
 from transformers import AutoImageProcessor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _cli import parse_args  # noqa: E402
-
-from modeling_livt.data.transforms import get_normalization  # noqa: E402
-from modeling_livt.hub.convert import convert_checkpoint  # noqa: E402
-from modeling_livt.hub.converted_card import parse_reported_results, write_converted_model_card  # noqa: E402
-from modeling_livt.hub.repos import create_hub_repo, upload_model_folder  # noqa: E402
+from modeling_livt.data.transforms import get_normalization
+from modeling_livt.hub.convert import convert_checkpoint
+from modeling_livt.hub.converted_card import parse_reported_results, write_converted_model_card
+from modeling_livt.hub.repos import create_hub_repo, upload_model_folder
+from trainers.cli import parse_args
 
 
 @dataclass

@@ -11,17 +11,12 @@ Then `--dataset_name data/imagenet_lt` in any training script, or `load_dataset(
 """
 
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _cli import parse_args, setup_logging  # noqa: E402
-
-from modeling_livt.data.prepare import prepare_dataset, read_benchmark_splits  # noqa: E402
-from modeling_livt.hub.repos import check_dataset_push, push_dataset_folder  # noqa: E402
+from modeling_livt.data.prepare import prepare_dataset, read_benchmark_splits
+from modeling_livt.hub.repos import check_dataset_push, push_dataset_folder
+from trainers.cli import parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
 

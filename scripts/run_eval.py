@@ -14,29 +14,26 @@ remote-code files; the weights are not touched), so that `from_pretrained` and `
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from transformers import AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments
 
-from _cli import parse_args, setup_logging  # noqa: E402
-from transformers import AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments  # noqa: E402
-
-import modeling_livt  # noqa: E402,F401  (registers our Auto classes)
-from modeling_livt.data.loading import DataArguments, load_image_datasets  # noqa: E402
+import modeling_livt  # noqa: F401  (registers our Auto classes)
+from modeling_livt.data.loading import DataArguments, load_image_datasets
 from modeling_livt.data.long_tail import CLASS_COUNTS_FILE
-from modeling_livt.data.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_transform_fn  # noqa: E402
-from modeling_livt.evaluation.metrics import parse_index_bounds  # noqa: E402
-from modeling_livt.evaluation.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid  # noqa: E402
-from modeling_livt.hub.model_card import write_model_card  # noqa: E402
-from trainers.arguments import INDEX_BOUNDS_HELP  # noqa: E402
-from trainers.posthoc import (  # noqa: E402
+from modeling_livt.data.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_transform_fn
+from modeling_livt.evaluation.metrics import parse_index_bounds
+from modeling_livt.evaluation.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid
+from modeling_livt.hub.model_card import write_model_card
+from trainers.arguments import INDEX_BOUNDS_HELP
+from trainers.cli import parse_args, setup_logging
+from trainers.posthoc import (
     SUMMARY_KEYS,
     check_posthoc_model,
     fit_and_report_posthoc,
     save_posthoc_in_place,
 )
-from trainers.workflow import data_sources, evaluate_and_report, format_results_table, resolve_index_bounds  # noqa: E402
+from trainers.workflow import data_sources, evaluate_and_report, format_results_table, resolve_index_bounds
 
 
 @dataclass

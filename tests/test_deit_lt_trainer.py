@@ -31,7 +31,8 @@ from modeling_livt.data.transforms import (
     get_normalization,
 )
 from trainers import LongTailTrainingArguments
-from trainers.deit_lt import DeiTLTMetrics, DeiTLTTrainer, DistillationTeacher, DRWCallback
+from trainers.deit_lt import DeiTLTMetrics, DeiTLTTrainer, DistillationArguments, DistillationTeacher, DRWCallback
+from trainers.script_builder import teacher_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -98,12 +99,12 @@ def _mixed_batch(n=6, seed=0):
 def test_loss_equals_independent_recomputation_before_and_after_drw(tmp_path):
     """Teacher logits from the same mixed batch, renormalised and resized (bicubic) to the teacher's 64 px; CLS soft
     CE + DIST CE vs the teacher's argmax; after DRW the weighted mean with class-balanced weights."""
-    student = _student(distillation_alpha=0.3).eval()
+    student = _student().eval()
     teacher_model = _teacher_model(size=64).eval()
     teacher = DistillationTeacher(teacher_model, image_size=64, mean=TEACHER_STATS[0], std=TEACHER_STATS[1],
                                   student_mean=STUDENT_STATS[0], student_std=STUDENT_STATS[1])
     trainer = DeiTLTTrainer(model=student, args=_args(tmp_path, max_steps=1), train_dataset=_dataset(),
-                            teacher=teacher, drw_epoch=1)
+                            teacher=teacher, distillation_alpha=0.3, drw_epoch=1)
     batch = _mixed_batch()
     x, y = batch["pixel_values"], batch["labels"]
     assert y.shape == (6, 4) and y.is_floating_point()  # mixed soft targets
@@ -129,7 +130,7 @@ def test_loss_equals_independent_recomputation_before_and_after_drw(tmp_path):
 
 
 def test_cls_loss_follows_config_bal_bce(tmp_path):
-    student = _student(cls_loss_type="bal_bce", distillation_alpha=0.5).eval()
+    student = _student(cls_loss_type="bal_bce").eval()
     teacher_model = _teacher_model().eval()
     trainer = DeiTLTTrainer(model=student, args=_args(tmp_path, max_steps=1), train_dataset=_dataset(),
                             teacher=teacher_model)
@@ -140,6 +141,29 @@ def test_cls_loss_follows_config_bal_bce(tmp_path):
         expected = 0.5 * ml.BalancedBCELoss(COUNTS)(out.cls_logits, batch["labels"]) + 0.5 * dist
         loss = trainer.compute_loss(student, dict(batch))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_alpha_and_beta_are_the_trainers_never_the_configs(tmp_path):
+    """distillation_alpha and drw_beta are training choices: a student config carrying its own values (an old
+    config.json) changes nothing; bad values fail when the trainer (or the command line) is built."""
+    student = _student()
+    student.config.distillation_alpha, student.config.drw_beta = 0.9, 0.5
+    trainer = DeiTLTTrainer(model=student, args=_args(tmp_path, max_steps=1), train_dataset=_dataset(),
+                            teacher=_teacher_model(), distillation_alpha=0.3, drw_beta=0.99, drw_epoch=1)
+    trainer.set_drw(True)
+    assert trainer.deit_lt_loss.alpha == 0.3
+    torch.testing.assert_close(trainer.deit_lt_loss.class_weights, ml.class_balanced_weights(COUNTS, 0.99))
+    defaults = DeiTLTTrainer(model=student, args=_args(tmp_path, max_steps=1), teacher=_teacher_model())
+    assert defaults.deit_lt_loss.alpha == 0.5 and defaults.drw_beta == 0.9999
+    with pytest.raises(ValueError, match=r"alpha=1.5 must be in \[0, 1\]"):
+        DeiTLTTrainer(model=student, args=_args(tmp_path, max_steps=1), teacher=_teacher_model(),
+                      distillation_alpha=1.5)
+    with pytest.raises(ValueError, match=r"drw_beta=1.0 must be in \[0, 1\)"):
+        DeiTLTTrainer(model=student, args=_args(tmp_path, max_steps=1), teacher=_teacher_model(), drw_beta=1.0)
+    with pytest.raises(ValueError, match=r"--distillation_alpha -0.1 must be in \[0, 1\]"):
+        DistillationArguments(teacher_name_or_path="t", distillation_alpha=-0.1)
+    with pytest.raises(ValueError, match=r"drw_beta=1.0 must be in \[0, 1\)"):
+        DistillationArguments(teacher_name_or_path="t", drw_beta=1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -414,7 +438,7 @@ def test_combined_recipe_from_mgp_with_bal_bce_trains_saves_and_loads(mgp_dir, t
     assert results["accuracy"] == pytest.approx(metrics["accuracy"])
     card = (out / "README.md").read_text()
     assert "DIST-head accuracy" in card and "CLS-head accuracy" in card and "Few-shot" in card
-    assert "bal_bce" in card and f"[`{run_deit_lt._teacher_reference(str(teacher_dir), str(out))}`]" in card
+    assert "bal_bce" in card and f"[`{teacher_reference(str(teacher_dir), str(out))}`]" in card
     assert "renormalised" in card  # digits student stats vs the teacher's ImageNet stats
     # the encoder really came from the MGP checkpoint: its first block moved only 3 small steps away
     mgp = load_file(str(mgp_dir / "model.safetensors"))
@@ -433,14 +457,19 @@ def test_from_scratch_with_json_arguments(teacher_dir, tmp_path):
     args = {"dataset_name": "digits", "imbalance_factor": 10, "normalization": "digits", "config_name": "tiny",
             "image_size": 32, "patch_size": 4, "config_overrides": "hidden_size=32,num_hidden_layers=1,"
             "num_attention_heads=2,intermediate_size=64", "teacher_name_or_path": str(teacher_dir),
-            "teacher_image_size": 48, "distillation_alpha": 0.3, "output_dir": str(tmp_path / "o"), "max_steps": 2,
+            "teacher_image_size": 48, "distillation_alpha": 0.3, "drw_beta": 0.999, "drw_epoch": 1,
+            "output_dir": str(tmp_path / "o"), "max_steps": 2,
             "per_device_train_batch_size": 16, "report_to": "none", "eval_strategy": "no", "save_strategy": "no",
             "load_best_model_at_end": False, "disable_tqdm": True}
     (tmp_path / "args.json").write_text(json.dumps(args))
     run_deit_lt.main([str(tmp_path / "args.json")])
     config = json.loads((tmp_path / "o" / "config.json").read_text())
-    assert config["num_hidden_layers"] == 1 and config["distillation_alpha"] == 0.3 and config["cls_loss_type"] == "ce"
-    assert "input 48 px" in (tmp_path / "o" / "README.md").read_text()
+    assert config["num_hidden_layers"] == 1 and config["cls_loss_type"] == "ce"
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "input 48 px" in card
+    # alpha and beta are the trainer's arguments: the card's recipe shows them
+    assert "- **distillation alpha**: 0.3" in card
+    assert "- **DRW (class-balanced DIST weights)**: from epoch 1, beta 0.999" in card
 
 
 SMALL_STUDENT = ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--config_overrides",
@@ -505,5 +534,6 @@ def test_help():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     for flag in ("--teacher_name_or_path", "--teacher_image_size", "--drw_epoch", "--drw_step", "--no_mixup_after_drw",
-                 "--cls_loss", "--distillation_alpha", "--config_name", "--config_overrides", "--output_dir"):
+                 "--cls_loss", "--distillation_alpha", "--drw_beta", "--config_name", "--config_overrides",
+                 "--output_dir"):
         assert flag in result.stdout, flag

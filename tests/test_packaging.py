@@ -25,7 +25,7 @@ from pathlib import Path
 site, repo = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 import modeling_livt, trainers
 import modeling_livt_scripts._console as console
-from modeling_livt.hub import model_card
+from modeling_livt.hub.repos import model_card
 
 for module in (modeling_livt, trainers, console, model_card):
     assert Path(module.__file__).resolve().is_relative_to(site), f"{module.__name__} from {module.__file__}"
@@ -69,7 +69,8 @@ def test_installed_wheel_trains_and_writes_a_model_card(tmp_path):
     assert templates and templates <= names and "modeling_livt/model_cards/papers.json" in names
     # the evaluate module, loaded from its folder
     assert "modeling_livt/evaluation/long_tail_metric/long_tail_metric.py" in names
-    assert "modeling_livt_scripts/run_finetune.py" in names and "modeling_livt_scripts/_cli.py" in names
+    assert "modeling_livt_scripts/run_finetune.py" in names and "modeling_livt_scripts/_console.py" in names
+    assert "trainers/cli.py" in names and "trainers/script_builder.py" in names
 
     site = tmp_path / "site"
     run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)])

@@ -27,7 +27,7 @@ from trainers.class_sampling import ClassAwareSampler, dataset_labels, training_
 from trainers.freezing import classification_heads, freeze_encoder
 from trainers.optim import param_groups
 from trainers.sampling import RepeatedAugmentationSampler
-from trainers.workflow import sampling_recipe
+from trainers.script_builder import sampling_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import run_finetune  # noqa: E402

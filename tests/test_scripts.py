@@ -1,5 +1,6 @@
 """The scripts end to end on digits (real 8x8 images upscaled to 32 px), tiny models, a few steps each."""
 
+import ast
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import run_eval  # noqa: E402
 import run_finetune  # noqa: E402
 import run_mgp  # noqa: E402
+
+from trainers.mgp import RECONSTRUCTIONS_FILE, reconstruction_images  # noqa: E402
 
 DATA = ["--dataset_name", "digits", "--imbalance_factor", "10", "--normalization", "digits"]
 TINY = [
@@ -89,7 +92,7 @@ def test_mgp_output_carries_prior_and_processor(mgp_dir):
 def test_mgp_writes_reconstruction_grid(mgp_dir):
     from PIL import Image
 
-    path = mgp_dir / run_mgp.RECONSTRUCTIONS_FILE
+    path = mgp_dir / RECONSTRUCTIONS_FILE
     assert path.stat().st_size > 0
     with Image.open(path) as image:
         image.load()
@@ -111,18 +114,18 @@ def test_mgp_reconstruction_images_fall_back_to_unaugmented_training_images():
     prepared = SimpleNamespace(
         data=SimpleNamespace(validation=None, train=train, image_column="image"), image_processor=processor
     )
-    images, split = run_mgp.reconstruction_images(prepared, 4)
+    images, split = reconstruction_images(prepared, 4)
     assert split == "train" and images.shape == (4, 3, 32, 32)
     indices = np.linspace(0, len(train) - 1, 4).round().astype(int)  # spread over the (class-sorted) split
     expected = processor(images=[train[int(i)]["image"].convert("RGB") for i in indices], return_tensors="pt")
     torch.testing.assert_close(images, expected["pixel_values"])
     streamed = Dataset.from_dict({"image": [train[i]["image"] for i in range(5)]}).to_iterable_dataset()
     prepared.data.train = streamed
-    images, _ = run_mgp.reconstruction_images(prepared, 3)
+    images, _ = reconstruction_images(prepared, 3)
     expected = processor(images=[train[i]["image"].convert("RGB") for i in range(3)], return_tensors="pt")
     torch.testing.assert_close(images, expected["pixel_values"])
     prepared.data.validation = digits["validation"]
-    assert run_mgp.reconstruction_images(prepared, 2)[1] == "validation"
+    assert reconstruction_images(prepared, 2)[1] == "validation"
 
 
 def test_finetune_writes_loadable_model_card_plots_and_results(finetuned, mgp_dir):
@@ -146,7 +149,7 @@ def test_finetune_writes_loadable_model_card_plots_and_results(finetuned, mgp_di
     card = (out / "README.md").read_text()
     assert "model-index" in card and "many_shot_accuracy" in card and "few_shot_accuracy" in card
     assert "per_class_accuracy.png" in card and "pipeline(" in card and "bal_bce" in card
-    # the recipe lines every classification script shares (trainers.workflow.shared_recipe)
+    # the recipe lines every classification script shares (trainers.script_builder.shared_recipe)
     for key in ("schedule", "batch size", "learning rate", "mixup / cutmix / label smoothing",
                 "RandAugment / random erasing", "image size", "normalization", "sampler"):
         assert f"- **{key}**:" in card, key
@@ -238,6 +241,27 @@ def test_help(script):
     assert "--output_dir" in result.stdout
     if script in ("run_finetune.py", "run_eval.py"):  # the classification scripts share --index_bounds
         assert "--index_bounds" in result.stdout
+
+
+def test_scripts_neither_edit_sys_path_nor_import_each_other():
+    """A script imports the packages (modeling_livt, trainers), never another script by file name: the same files run
+    from a checkout (`python scripts/X.py`) and from the wheel (package modeling_livt_scripts)."""
+    paths = sorted((ROOT / "scripts").glob("*.py"))
+    script_modules = {path.stem for path in paths} | {"_cli"}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "path":
+                assert not (isinstance(node.value, ast.Name) and node.value.id == "sys"), f"{path.name}: sys.path"
+            if isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert not (node.module == "sys" and any(a.name == "path" for a in node.names)), path.name
+                imported = [node.module or ""] if node.level == 0 else [f"relative import of {node.module}"]
+            else:
+                continue
+            for module in imported:
+                assert module.split(".")[0] not in script_modules, f"{path.name} imports the script {module}"
+                assert not module.startswith("relative import"), f"{path.name}: {module}"
 
 
 def test_streaming_without_max_steps_is_a_clear_error(tmp_path):

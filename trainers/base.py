@@ -65,20 +65,12 @@ class LongTailTrainerMixin:
         """The EMA of the model's weights (`--model_ema`), or None; exists once training has started."""
         return None if self.model_ema_callback is None else self.model_ema_callback.module
 
-    def _require_map_style_training_set(self, option: str, default: str):
-        """`option` draws training images by index: refuse a streamed training set, naming both ways out."""
-        if not has_length(self.train_dataset):
-            raise ValueError(
-                f"{option} needs a map-style training set (it draws images by index); drop --streaming or pass "
-                f"{default}."
-            )
-
     def _setup_repeated_augmentation(self):
         self.repeated_augmentation_images = None
         repeats = getattr(self.args, "repeated_augmentation", 1) or 1
         if repeats == 1 or self.train_dataset is None:
             return
-        self._require_map_style_training_set(f"--repeated_augmentation {repeats}", "--repeated_augmentation 1")
+        self._check_map_style_training_set(f"--repeated_augmentation {repeats}", "--repeated_augmentation 1")
         self.repeated_augmentation_images = len(self.train_dataset)
         columns = getattr(self.train_dataset, "column_names", None) or []
         if INDEX_COLUMN in columns and seeded_transforms(self.train_dataset):
@@ -90,8 +82,16 @@ class LongTailTrainerMixin:
         strategy = getattr(self.args, "sampler", "instance")
         if strategy == "instance" or self.train_dataset is None:
             return
-        self._require_map_style_training_set(f"--sampler {strategy}", "--sampler instance")
+        self._check_map_style_training_set(f"--sampler {strategy}", "--sampler instance")
         self.sampling_labels = dataset_labels(self.train_dataset)
+
+    def _check_map_style_training_set(self, option: str, way_out: str) -> None:
+        """`option` draws training images by index: a streamed training set fails here, at start-up."""
+        if not has_length(self.train_dataset):
+            raise ValueError(
+                f"{option} needs a map-style training set (it draws images by index); drop --streaming or pass "
+                f"{way_out}."
+            )
 
     def _get_train_sampler(self, train_dataset=None):
         class_aware = None

@@ -37,6 +37,15 @@ from .base import LongTailTrainerMixin
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_DISTILLATION_ALPHA = 0.5  # DeiT-LT: the CLS and DIST terms weigh the same
+DEFAULT_DRW_BETA = 0.9999  # the class-balanced weights of Cui et al. (2019), as DeiT-LT and LDAM-DRW
+
+
+def check_drw_beta(drw_beta: float) -> None:
+    """The class-balanced weights' beta must be in [0, 1): checked when a trainer is built, not at the DRW point."""
+    if not 0.0 <= drw_beta < 1.0:
+        raise ValueError(f"drw_beta={drw_beta} must be in [0, 1).")
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Deferred re-weighting
@@ -267,14 +276,17 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
 
     loss = (1 - alpha) * cls_loss(cls_logits, targets) + alpha * CE(distillation_logits, argmax teacher(x)), where x
     is the very batch the student sees (augmented and mixed: out-of-distribution distillation), alpha is
-    `config.distillation_alpha` and cls_loss is `config.cls_loss_type` (soft-target CE by default, e.g. Bal-BCE for
-    the LiVT -> DeiT-LT recipe). From the DRW point the distillation CE is weighted by
-    `class_balanced_weights(config.class_counts, config.drw_beta)` indexed by the teacher's class; with
-    `no_mixup_after_drw` the training collator's mixing is turned off there too (int labels: plain CE, no smoothing).
+    `distillation_alpha` and cls_loss is the student's `config.cls_loss_type` (soft-target CE by default, e.g. Bal-BCE
+    for the LiVT -> DeiT-LT recipe). From the DRW point the distillation CE is weighted by
+    `class_balanced_weights(config.class_counts, drw_beta)` indexed by the teacher's class; with `no_mixup_after_drw`
+    the training collator's mixing is turned off there too (int labels: plain CE, no smoothing). Alpha and beta are
+    training choices, given here (`DistillationArguments` on the command line), never read from the student's config.
 
     Args:
         teacher: a `DistillationTeacher` (or a plain classifier module, used at the student's size/normalisation).
+        distillation_alpha: weight of the distillation term, in [0, 1] (DeiT-LT: 0.5).
         drw_epoch / drw_step: the DRW point (see `DRWCallback`); none = no re-weighting.
+        drw_beta: beta of the class-balanced DIST weights from the DRW point, in [0, 1) (DeiT-LT: 0.9999).
         no_mixup_after_drw: turn the training collator's `mixup_enabled` off from the DRW point.
         eval_data_collator, model_card_writer: as `BalancedTrainer`.
     """
@@ -283,8 +295,10 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
         self,
         *args,
         teacher: DistillationTeacher | nn.Module,
+        distillation_alpha: float = DEFAULT_DISTILLATION_ALPHA,
         drw_epoch: float | None = None,
         drw_step: int | None = None,
+        drw_beta: float = DEFAULT_DRW_BETA,
         no_mixup_after_drw: bool = False,
         eval_data_collator=None,
         model_card_writer=None,
@@ -294,7 +308,7 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
         self._setup_long_tail(eval_data_collator=eval_data_collator, model_card_writer=model_card_writer)
         model = self.accelerator.unwrap_model(self.model)
         config = model.config
-        if not hasattr(model, "loss_fn") or getattr(config, "distillation_alpha", None) is None:
+        if not hasattr(model, "loss_fn") or not hasattr(model, "distillation_classifier"):
             raise TypeError(
                 f"DeiTLTTrainer trains a DeiT-LT student (DeiTLTForImageClassification), got {type(model).__name__}."
             )
@@ -305,8 +319,9 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
             teacher.set_student_normalization(self.processing_class.image_mean, self.processing_class.image_std)
         self.teacher = teacher.to(self.args.device)
         self.class_counts = list(config.class_counts or [])
-        self.drw_beta = config.drw_beta
-        self.deit_lt_loss = DeiTLTLoss(alpha=config.distillation_alpha, cls_loss=model.loss_fn)
+        check_drw_beta(drw_beta)
+        self.drw_beta = drw_beta
+        self.deit_lt_loss = DeiTLTLoss(alpha=distillation_alpha, cls_loss=model.loss_fn)
 
         self.drw_callback = DRWCallback(self.set_drw, drw_epoch=drw_epoch, drw_step=drw_step)
         if self.drw_callback.enabled and not self.class_counts:
@@ -389,19 +404,13 @@ class DeiTLTModelArguments:
                   "choices": list(LOSS_TYPES)},
     )
     bal_tau: float | None = field(default=None, metadata={"help": "Prior strength of the balanced CLS losses (1.0)."})
-    distillation_alpha: float | None = field(
-        default=None, metadata={"help": "Weight of the distillation term: (1 - a) * cls + a * dist (0.5)."}
-    )
-    drw_beta: float | None = field(
-        default=None, metadata={"help": "Beta of the class-balanced DIST weights after the DRW point (0.9999)."}
-    )
     drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (0.1)."})
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default) or eager."})
 
 
 @dataclass
 class DistillationArguments:
-    """The teacher and the deferred re-weighting schedule."""
+    """The teacher, the weight of its term and the deferred re-weighting schedule (`DeiTLTTrainer`'s arguments)."""
 
     teacher_name_or_path: str = field(
         metadata={
@@ -414,17 +423,30 @@ class DistillationArguments:
         metadata={"help": "Teacher input size; the student's batch is resized to it (bicubic). Default: the size of "
                   "the teacher's image processor."},
     )
+    distillation_alpha: float = field(
+        default=DEFAULT_DISTILLATION_ALPHA,
+        metadata={"help": "Weight of the distillation term: (1 - a) * cls + a * dist."},
+    )
     drw_epoch: float | None = field(
         default=None, metadata={"help": "Epoch from which the DIST loss is class-balanced (sized data)."}
     )
     drw_step: int | None = field(
         default=None, metadata={"help": "Optimizer step from which the DIST loss is class-balanced (streaming)."}
     )
+    drw_beta: float = field(
+        default=DEFAULT_DRW_BETA, metadata={"help": "Beta of the class-balanced DIST weights after the DRW point."}
+    )
     no_mixup_after_drw: bool = field(
         default=False,
         metadata={"help": "Stop MixUp/CutMix (and label smoothing) from the DRW point: plain CE on the CLS head "
                   "(the CIFAR recipe)."},
     )
+
+    def __post_init__(self):
+        # bad values fail here, before any data or model is loaded
+        if not 0.0 <= self.distillation_alpha <= 1.0:
+            raise ValueError(f"--distillation_alpha {self.distillation_alpha} must be in [0, 1].")
+        check_drw_beta(self.drw_beta)
 
 
 @dataclass

@@ -1,10 +1,25 @@
-"""Stage 1 of LiVT: masked generative pretraining with AdamW (0.9, 0.95) and the MAE lr rule."""
+"""Stage 1 of LiVT: masked generative pretraining with AdamW (0.9, 0.95) and the MAE lr rule, and the reconstruction
+grid drawn at the end of it."""
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
+
+import numpy as np
+import torch
+from datasets import IterableDataset
 from transformers import Trainer
 
+from modeling_livt.data.transforms import EvalTransform
+from modeling_livt.evaluation.plots import mgp_reconstruction_grid, plot_mgp_reconstructions
+
 from .base import LongTailTrainerMixin
+
+logger = logging.getLogger(__name__)
+
+RECONSTRUCTIONS_FILE = "mgp_reconstructions.png"
 
 
 class MGPTrainer(LongTailTrainerMixin, Trainer):
@@ -18,3 +33,50 @@ class MGPTrainer(LongTailTrainerMixin, Trainer):
     def __init__(self, *args, model_card_writer=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._setup_long_tail(model_card_writer=model_card_writer)
+
+
+def reconstruction_images(prepared, num_images: int) -> tuple[torch.Tensor | None, str]:
+    """`[n, 3, H, W]` real images through the eval transform (the saved image processor), and the split's name.
+
+    The validation split when there is one, else the training split without augmentation; map-style splits give
+    evenly spaced examples (splits are often sorted by class), streamed ones their first images. Unreadable images
+    are skipped."""
+    data = prepared.data
+    split, name = (data.validation, "validation") if data.validation is not None else (data.train, "train")
+    if split is None or num_images <= 0:
+        return None, name
+    if isinstance(split, IterableDataset):
+        examples = itertools.islice(iter(split), 4 * num_images)
+    else:
+        indices = np.unique(np.linspace(0, len(split) - 1, num=min(num_images, len(split))).round().astype(int))
+        examples = (split[int(i)] for i in indices)
+    transform = EvalTransform(prepared.image_processor)
+    images = []
+    for example in examples:
+        try:
+            images.append(transform(example[data.image_column]))
+        except Exception as error:  # a corrupt image must not cost the run its picture
+            logger.warning("reconstruction grid: skipping an unreadable image (%s)", error)
+        if len(images) == num_images:
+            break
+    return (torch.stack(images), name) if images else (None, name)
+
+
+def save_reconstructions(model, prepared, output_dir, num_images: int, seed: int = 0) -> str | None:
+    """Draw `mgp_reconstructions.png` in `output_dir`: `num_images` validation images (training images through the
+    eval transform without a validation split), one row each: original / masked input / reconstruction /
+    reconstruction with the visible patches pasted back in. Returns its path, or None when no image was readable."""
+    pixel_values, split_name = reconstruction_images(prepared, num_images)
+    if pixel_values is None:
+        logger.warning("reconstruction grid: no image in the %s split, nothing drawn", split_name)
+        return None
+    grid = mgp_reconstruction_grid(
+        model, pixel_values, image_mean=prepared.mean, image_std=prepared.std, seed=seed
+    )
+    path = plot_mgp_reconstructions(
+        grid, os.path.join(output_dir, RECONSTRUCTIONS_FILE),
+        title=f"MGP reconstructions ({split_name}, mask ratio {model.config.mask_ratio:g}, "
+        f"loss {float(grid['loss']):.3f})",
+    )
+    logger.info("MGP reconstructions of %d %s images written to %s", pixel_values.shape[0], split_name, path)
+    return path

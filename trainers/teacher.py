@@ -21,7 +21,7 @@ from modeling_livt.models.resnet_cifar import ResNetCifarConfig, ResNetCifarForI
 
 from .arguments import AugmentationArguments, FinetuneTrainingArguments
 from .balanced import BalancedTrainer
-from .deit_lt import DRWCallback, image_processor_input_size
+from .deit_lt import DEFAULT_DRW_BETA, DRWCallback, image_processor_input_size
 from .optim import param_groups
 from .sam import SAM
 from .workflow import parse_config_overrides
@@ -63,6 +63,16 @@ def frozen_batch_norm_stats(model: nn.Module):
             module.num_batches_tracked.copy_(count)
 
 
+def teacher_drw_point(loss_type: str, drw_epoch: float | None, drw_step: int | None, args) -> tuple:
+    """`(drw_epoch, drw_step)` of a teacher: the given point, or for `ldam_drw` without one, 80 % of training
+    (LDAM-DRW's epoch 160 of 200; a step under `--max_steps`)."""
+    if loss_type == "ldam_drw" and drw_epoch is None and drw_step is None:
+        if args.max_steps > 0:
+            return None, int(LDAM_DRW_EPOCH_FRACTION * args.max_steps)
+        return LDAM_DRW_EPOCH_FRACTION * args.num_train_epochs, None
+    return drw_epoch, drw_step
+
+
 class TeacherTrainer(BalancedTrainer):
     """`BalancedTrainer` with SAM (Foret et al., 2021) and the long-tail losses of a DeiT-LT teacher.
 
@@ -95,7 +105,7 @@ class TeacherTrainer(BalancedTrainer):
         ldam_s: float = 30.0,
         drw_epoch: float | None = None,
         drw_step: int | None = None,
-        drw_beta: float = 0.9999,
+        drw_beta: float = DEFAULT_DRW_BETA,
         **kwargs,
     ):
         if loss_type not in TEACHER_LOSS_TYPES:
@@ -119,11 +129,7 @@ class TeacherTrainer(BalancedTrainer):
             self.loss_fn = build_loss(base_loss, self.class_counts or None, bal_tau)
         if base_loss == "ldam":
             self.loss_fn = LDAMLoss(self.class_counts, max_m=ldam_max_m, s=ldam_s)
-        if loss_type == "ldam_drw" and drw_epoch is None and drw_step is None:
-            if self.args.max_steps > 0:
-                drw_step = int(LDAM_DRW_EPOCH_FRACTION * self.args.max_steps)
-            else:
-                drw_epoch = LDAM_DRW_EPOCH_FRACTION * self.args.num_train_epochs
+        drw_epoch, drw_step = teacher_drw_point(loss_type, drw_epoch, drw_step, self.args)
         self.drw_beta = drw_beta
         self.drw_callback = DRWCallback(self.set_drw, drw_epoch=drw_epoch, drw_step=drw_step)
         if self.drw_callback.enabled and not isinstance(self.loss_fn, ClassWeightedLoss):
@@ -262,7 +268,7 @@ class TeacherModelArguments:
     ldam_s: float = field(default=30.0, metadata={"help": "LDAM's logit scale."})
     drw_epoch: float | None = field(default=None, metadata={"help": "DRW epoch of ldam_drw (sized data)."})
     drw_step: int | None = field(default=None, metadata={"help": "DRW optimizer step of ldam_drw (streaming)."})
-    drw_beta: float = field(default=0.9999, metadata={"help": "Beta of the class-balanced DRW weights."})
+    drw_beta: float = field(default=DEFAULT_DRW_BETA, metadata={"help": "Beta of the class-balanced DRW weights."})
 
 
 @dataclass
@@ -303,4 +309,5 @@ __all__ = [
     "build_teacher_model",
     "default_teacher_image_size",
     "frozen_batch_norm_stats",
+    "teacher_drw_point",
 ]

@@ -1,5 +1,6 @@
-"""The wiring the scripts share: data + transforms + collators for a stage, configs from presets/overrides, and the
-final test evaluation with its JSON, plots and model card. Scripts call these and stay thin."""
+"""The wiring the scripts share: data + transforms + collators for a stage, configs from presets/overrides, training
+with its saves, and the test evaluation with its JSON and plots. `script_builder.ClassificationScript` puts them
+together for the classification scripts; run_mgp.py and run_eval.py call them directly."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ from modeling_livt.evaluation.plots import plot_per_class_accuracy, plot_reliabi
 from modeling_livt.models.configuration_livt import LIVT_PRESETS, LiVTConfig
 
 from .arguments import AugmentationArguments
-from .class_sampling import SAMPLER_DESCRIPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class PreparedData:
 
 
 def build_config(model_args, config_class=LiVTConfig, presets=LIVT_PRESETS, **fields) -> PreTrainedConfig:
-    """A config from `--config_name` (preset name or a config path) + `--config_overrides` + explicit fields."""
+    """A config from `--config_name` (preset name or a config path) + `--config_overrides` + explicit fields, with
+    `--attn_implementation` when given."""
     overrides = parse_config_overrides(model_args.config_overrides, config_class)
     for name in ("image_size", "patch_size", "drop_path_rate"):
         if getattr(model_args, name, None) is not None:
@@ -65,36 +66,14 @@ def build_config(model_args, config_class=LiVTConfig, presets=LIVT_PRESETS, **fi
     overrides.update({k: v for k, v in fields.items() if v is not None})
     name = model_args.config_name
     if name in presets:
-        return config_class.from_preset(name, **overrides)
-    if os.path.exists(name):
-        return config_class.from_pretrained(name, **overrides)
-    raise ValueError(f"--config_name {name!r} is neither a preset ({sorted(presets)}) nor an existing config path.")
-
-
-def shared_recipe(training_args, aug_args: AugmentationArguments, image_size: int) -> dict:
-    """The model card's recipe lines every classification script shares: schedule, batch, learning rate, augmentation
-    and mixing, input, sampling (`sampling_recipe`). Scripts put their own lines (loss, teacher, ...) before these."""
-    return {
-        "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
-        else f"{training_args.num_train_epochs} epochs",
-        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
-        "learning rate": training_args.learning_rate,
-        "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
-        "RandAugment / random erasing": f"{aug_args.auto_augment if aug_args.rand_augment else 'off'} / "
-        f"{aug_args.random_erasing}",
-        "image size": image_size,
-        "normalization": aug_args.normalization,
-        **sampling_recipe(training_args),
-    }
-
-
-def sampling_recipe(training_args) -> dict[str, str]:
-    """The model card's recipe lines for `--sampler` and `--freeze_encoder` (cRT)."""
-    recipe = {"sampler": SAMPLER_DESCRIPTIONS[getattr(training_args, "sampler", "instance")]}
-    if getattr(training_args, "freeze_encoder", False):
-        recipe["classifier re-training (cRT)"] = "encoder frozen, classification head(s) " + (
-            "re-initialised and re-trained" if getattr(training_args, "reinit_head", True) else "re-trained")
-    return recipe
+        config = config_class.from_preset(name, **overrides)
+    elif os.path.exists(name):
+        config = config_class.from_pretrained(name, **overrides)
+    else:
+        raise ValueError(f"--config_name {name!r} is neither a preset ({sorted(presets)}) nor an existing config path.")
+    if getattr(model_args, "attn_implementation", None):
+        config._attn_implementation = model_args.attn_implementation
+    return config
 
 
 def resolve_normalization(aug_args: AugmentationArguments, data: LongTailedData) -> tuple[tuple, tuple]:
@@ -239,14 +218,9 @@ def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=
     return metrics
 
 
-def train_evaluate_and_report(trainer, prepared: PreparedData, training_args, card_writer, test_metrics: dict) -> dict:
-    """The end of every classification script: train (resuming if asked), save, evaluate on the validation split,
-    evaluate the test split once (never used for selection) with its JSON and plots, write the card, push if asked.
-    `test_metrics` is filled in place (the card writer reads it) and returned. `training_args.index_bounds` (the
-    classification scripts' `--index_bounds`) adds DeiT-LT's head/mid/tail split to the test metrics."""
-    data = prepared.data
-    index_bounds = resolve_index_bounds(getattr(training_args, "index_bounds", None), prepared.data_sources,
-                                        data.class_counts)
+def train_and_save(trainer, training_args) -> dict:
+    """Train (resuming from `--resume_from_checkpoint` when given), then save the model, the training metrics and the
+    trainer state in the output folder. Returns the training metrics."""
     train_result = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args))
     print(f"process {training_args.process_index + 1}/{training_args.world_size}: trained "
           f"{trainer.state.global_step} steps", flush=True)
@@ -254,24 +228,14 @@ def train_evaluate_and_report(trainer, prepared: PreparedData, training_args, ca
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
+    return train_result.metrics
 
-    if prepared.validation is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-    if prepared.test is not None:  # evaluated once, at the end, never for model selection
-        test_metrics.update(
-            evaluate_and_report(trainer, prepared.test, data.class_counts, training_args.output_dir, data.label_names,
-                                index_bounds=index_bounds)
-        )
-    if data.corrupt_images.count:
-        logger.warning("skipped %d corrupt images", data.corrupt_images.count)
-    if trainer.is_world_process_zero():
-        card_writer()
+
+def push_and_end(trainer, training_args) -> None:
+    """The last step of every training script: push the output folder with `--push_to_hub`, then end the run."""
     if training_args.push_to_hub:
         trainer.push_to_hub()
     trainer.end()  # destroys the DDP process group (Trainer never does): no rank exits with it alive
-    return test_metrics
 
 
 def format_results_table(rows: dict[str, dict]) -> str:

@@ -65,7 +65,7 @@ def main() -> int:
             # TrainingArguments refuses bf16 without a GPU: check everything else
             recipe["bf16"], note = False, " (bf16 not checked: no GPU here)"
         try:
-            # what scripts/_cli.py does with a single .json argument (unknown keys raise)
+            # what trainers/cli.py does with a single .json argument (unknown keys raise)
             parsed = HfArgumentParser(dataclasses_of(script)).parse_dict(recipe)
             training = parsed[-1]
             for args in parsed:  # a named mean/std preset must exist (the scripts would refuse it only at start-up)
