@@ -25,7 +25,7 @@ from pathlib import Path
 site, repo = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 import modeling_livt, trainers
 import modeling_livt_scripts._console as console
-from modeling_livt.hub.repos import model_card
+from modeling_livt.hub import model_card
 
 for module in (modeling_livt, trainers, console, model_card):
     assert Path(module.__file__).resolve().is_relative_to(site), f"{module.__name__} from {module.__file__}"
@@ -98,8 +98,8 @@ def test_templates_come_from_the_checkout_when_not_installed(tmp_path):
 
     for path in (ROOT / "model_cards").glob("*.md.j2"):
         assert template_text(path.name.removesuffix(".md.j2")) == path.read_text(encoding="utf-8")
-    with pytest.raises(FileNotFoundError, match=r"template nope\.md\.j2 is missing: looked in the installed package "
-                       r".* and in the repository's model_cards/ folder"):
+    with pytest.raises(FileNotFoundError, match=r"model card file nope\.md\.j2 is missing: looked in the installed "
+                       r"package .* and in the repository's model_cards/ folder"):
         template_text("nope")
     for method in ("livt", "deit_lt", "teacher"):
         card = write_model_card(tmp_path / method, method, "m", {"accuracy": 0.5}, [30, 10, 3], "digits").read_text()

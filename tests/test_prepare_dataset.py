@@ -18,7 +18,7 @@ from huggingface_hub import constants as hub_constants
 from modeling_livt.data.loading import DataArguments, load_image_datasets
 from modeling_livt.data.long_tail import CLASS_COUNTS_FILE
 from modeling_livt.data.split_files import SplitFileError, read_json_split
-from modeling_livt.hub.repos import repos
+from modeling_livt.hub import repos
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
