@@ -11,7 +11,9 @@ distillation loss re-weighted by class-balanced weights from a deferred (DRW) ep
 
 from __future__ import annotations
 
+import inspect
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -66,7 +68,8 @@ class DRWCallback(TrainerCallback):
             raise ValueError("Give the DRW point as --drw_epoch (sized data) or --drw_step (streaming), not both.")
         if (drw_epoch is not None and drw_epoch < 0) or (drw_step is not None and drw_step < 0):
             raise ValueError(f"The DRW point must be non-negative, got drw_epoch={drw_epoch}, drw_step={drw_step}.")
-        self.switch = switch
+        # a trainer's own method is held weakly (no trainer <-> callback cycle: see `AugmentationEpochCallback`)
+        self._switch = weakref.WeakMethod(switch) if inspect.ismethod(switch) else (lambda: switch)
         self.drw_epoch = drw_epoch
         self.drw_step = drw_step
         self.active: bool | None = None
@@ -86,7 +89,9 @@ class DRWCallback(TrainerCallback):
     def _update(self, state, force: bool = False):
         active = self.is_active(state)
         if force or active != self.active:
-            self.switch(active)
+            switch = self._switch()
+            if switch is not None:
+                switch(active)
             if active and self.active is not True:
                 logger.info("DRW on from step %d (epoch %.2f)", state.global_step, state.epoch or 0.0)
             self.active = active

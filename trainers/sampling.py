@@ -12,6 +12,7 @@ augmentation (every image several times per epoch, each copy augmented different
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -41,14 +42,20 @@ def seeded_transforms(dataset) -> list:
 class AugmentationEpochCallback(TrainerCallback):
     """Sets the epoch of the training data's seeded transforms at every epoch start (resumed epochs included), before
     Trainer creates that epoch's DataLoader iterator; the value is in shared memory, so workers (persistent ones too)
-    see it. Added by every trainer of the package."""
+    see it. Added by every trainer of the package.
+
+    It holds the trainer by weak reference: a callback that owns its trainer makes the whole trainer (its persistent
+    DataLoader workers included) garbage that only the cycle collector frees, which may close a loader's index queues
+    before telling its workers to stop, and each worker then takes 5 s to time out."""
 
     def __init__(self, trainer):
-        self.trainer = trainer
+        self.trainer = weakref.ref(trainer)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        for fn in seeded_transforms(self.trainer.train_dataset):
-            fn.set_epoch(int(state.epoch or 0))
+        trainer = self.trainer()
+        if trainer is not None:
+            for fn in seeded_transforms(trainer.train_dataset):
+                fn.set_epoch(int(state.epoch or 0))
 
 
 class RepeatedAugmentationSampler(torch.utils.data.Sampler):

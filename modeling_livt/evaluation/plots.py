@@ -8,6 +8,7 @@ alone (calling ``matplotlib.use("Agg")`` from a library would break inline plots
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping, Sequence
 
@@ -38,6 +39,11 @@ def _save(fig: Figure, path) -> str:
     os.makedirs(parent, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
+    # Drawing text leaves exceptions caught inside matplotlib (font and mathtext parsing) whose tracebacks reach the
+    # callers' frames: a training script's trainer, and with it its persistent DataLoader workers, would become cyclic
+    # garbage, which the collector may free queues-first, so that each worker waits 5 s to be killed. Free the cycles
+    # now, while the callers still hold their objects.
+    gc.collect()
     return path
 
 
