@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,10 +50,13 @@ RUN = [
 ]
 SCRIPTS = {
     "run_mgp.py": DATA + TINY + RUN,
+    # 48 images, 3 steps an epoch: the run killed after step 3 resumes from step 2 across an epoch boundary, with the
+    # progressive class-aware sampler, whose draw depends on the epoch (CE: 48 images miss a class)
     "run_finetune.py": DATA
     + TINY
     + RUN
-    + ["--eval_strategy", "steps", "--eval_steps", "2", "--max_eval_samples", "40"],
+    + ["--eval_strategy", "steps", "--eval_steps", "2", "--max_eval_samples", "40", "--max_train_samples", "48",
+       "--loss_type", "ce", "--sampler", "progressive"],
 }
 
 
@@ -114,9 +118,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(script, tmp_path, teac
     # and the final step really moved past the (possibly best) step-2 checkpoint the kill left behind
     step2, step6 = _weights(out / "checkpoint-2"), _weights(out / "checkpoint-6")
     assert any(not torch.equal(step2[key], step6[key]) for key in step6)
+    if script == "run_finetune.py":
+        assert "progressive (p_j(t)" in (out / "README.md").read_text()  # the card names the sampler
 
 
-def test_save_killed_midway_keeps_previous_checkpoint_usable(tmp_path):
+def test_save_killed_midway_keeps_previous_checkpoint_usable_and_a_damaged_one_fails_loudly(tmp_path):
     out = tmp_path / "run"
     args = SCRIPTS["run_mgp.py"] + ["--output_dir", str(out)]
     died = _run("run_mgp.py", args, die_in_save_at_step=4)
@@ -128,21 +134,20 @@ def test_save_killed_midway_keeps_previous_checkpoint_usable(tmp_path):
     assert last.endswith("checkpoint-2")
     for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state.pth"):
         assert (Path(last) / name).exists(), name
+
+    # a copy of the run whose checkpoint lost two weights: resuming from it must fail, naming them
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    weights_file = damaged / "checkpoint-2" / "model.safetensors"
+    weights = load_file(str(weights_file))
+    dropped = [k for k in weights if k.startswith("decoder.decoder_pred")]
+    save_file({k: v for k, v in weights.items() if k not in dropped}, str(weights_file), metadata={"format": "pt"})
+    damaged_args = SCRIPTS["run_mgp.py"] + ["--output_dir", str(damaged)]
+    failed = _run("run_mgp.py", damaged_args + ["--resume_from_checkpoint", str(damaged / "checkpoint-2")])
+    assert failed.returncode != 0
+    assert "lacks 2 model weights" in failed.stderr and "decoder.decoder_pred" in failed.stderr
+
     resumed = _run("run_mgp.py", args + ["--resume_from_checkpoint", "latest"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
     assert (out / "checkpoint-4" / "trainer_state.json").exists()
-
-
-def test_resume_from_checkpoint_missing_model_keys_fails_loudly(tmp_path):
-    out = tmp_path / "run"
-    args = SCRIPTS["run_mgp.py"] + ["--output_dir", str(out)]
-    killed = _run("run_mgp.py", args, kill_at_step=3)
-    assert killed.returncode == -signal.SIGKILL
-    weights_file = out / "checkpoint-2" / "model.safetensors"
-    weights = load_file(str(weights_file))
-    dropped = [k for k in weights if k.startswith("decoder.decoder_pred")]
-    save_file({k: v for k, v in weights.items() if k not in dropped}, str(weights_file), metadata={"format": "pt"})
-    resumed = _run("run_mgp.py", args + ["--resume_from_checkpoint", str(out / "checkpoint-2")])
-    assert resumed.returncode != 0
-    assert "lacks 2 model weights" in resumed.stderr and "decoder.decoder_pred" in resumed.stderr

@@ -3,7 +3,6 @@ distributions against the paper's formulas over many draws, the progressive sche
 DDP layout through accelerate, an exact kill-and-resume, the frozen encoder, and the errors on bad input."""
 
 import math
-import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -15,12 +14,9 @@ from accelerate.data_loader import BatchSamplerShard
 from datasets import ClassLabel, Dataset, Features, Value
 from scipy.stats import chisquare
 from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 import modeling_livt as ml
 from tests.helpers import TINY
-from tests.test_reliability import DATA, RUN, _run, _weights
-from tests.test_reliability import TINY as TINY_FLAGS
 from trainers import BalancedTrainer, DeiTLTTrainer
 from trainers.arguments import FinetuneTrainingArguments
 from trainers.class_sampling import ClassAwareSampler, dataset_labels, training_epochs
@@ -284,26 +280,6 @@ def test_crt_from_a_trained_folder_with_the_finetune_script(tmp_path):
     for key, value in model.state_dict().items():
         if not key.startswith("classifier."):
             assert torch.equal(saved[key], value), key
-
-
-# ------------------------------------------------------------------------------------------------ exact resume
-def test_sigkill_then_resume_with_the_progressive_sampler_matches_an_uninterrupted_run(tmp_path):
-    """Killed in the second epoch (T = 2), resumed from the checkpoint one batch into it: the same weights."""
-    args = DATA + TINY_FLAGS + RUN + ["--max_train_samples", "40", "--loss_type", "ce", "--sampler", "progressive",
-                                      "--eval_strategy", "no", "--load_best_model_at_end", "false"]
-    reference = _run("run_finetune.py", args + ["--output_dir", str(tmp_path / "ref")])
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    out = tmp_path / "killed"
-    killed = _run("run_finetune.py", args + ["--output_dir", str(out)], kill_at_step=5)
-    assert killed.returncode == -signal.SIGKILL
-    assert get_last_checkpoint(str(out)).endswith("checkpoint-4")  # 3 steps per epoch: one batch into epoch 1
-    resumed = _run("run_finetune.py", args + ["--output_dir", str(out), "--resume_from_checkpoint", "latest"])
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    ref, got = _weights(tmp_path / "ref"), _weights(out)
-    assert ref.keys() == got.keys()
-    for key in ref:
-        torch.testing.assert_close(got[key], ref[key], rtol=1e-5, atol=1e-6, msg=key)
-    assert "progressive (p_j(t)" in (out / "README.md").read_text()
 
 
 # ------------------------------------------------------------------------------------------------- bad input

@@ -105,8 +105,8 @@ class MGPTrainingArguments(LongTailTrainingArguments):
 
 
 @dataclass
-class ModelArguments:
-    """Which model to build or load."""
+class ViTModelArguments:
+    """Which ViT to build or load: the fields the LiVT and DeiT-LT scripts share."""
 
     model_name_or_path: str | None = field(
         default=None,
@@ -121,14 +121,20 @@ class ModelArguments:
     )
     image_size: int | None = field(default=None, metadata={"help": "Input size (default: the config's)."})
     patch_size: int | None = field(default=None, metadata={"help": "Patch size when building from a preset."})
+    bal_tau: float | None = field(default=None, metadata={"help": "Strength of the balanced losses' prior (1.0)."})
+    drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (fine-tuning: 0.1)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default) or eager."})
+
+
+@dataclass
+class ModelArguments(ViTModelArguments):
+    """Which LiVT model to build or load (MGP and fine-tuning)."""
+
     loss_type: str | None = field(
         default=None,
         metadata={"help": "bal_bce (default), bal_ce, bce or ce.", "choices": ["bal_bce", "bal_ce", "bce", "ce"]},
     )
-    bal_tau: float | None = field(default=None, metadata={"help": "Strength of the balanced losses' prior (1.0)."})
-    drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (fine-tuning: 0.1)."})
     mask_ratio: float | None = field(default=None, metadata={"help": "MGP mask ratio (0.75)."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default) or eager."})
 
 
 @dataclass

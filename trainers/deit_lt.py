@@ -33,7 +33,7 @@ from transformers.trainer_utils import has_length
 from modeling_livt.models.configuration_vit import LOSS_TYPES
 from modeling_livt.models.losses import DeiTLTLoss, class_balanced_weights
 
-from .arguments import FinetuneTrainingArguments
+from .arguments import FinetuneTrainingArguments, ViTModelArguments
 from .balanced import LongTailMetrics
 from .base import LongTailTrainerMixin
 
@@ -385,7 +385,7 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
 # Command-line arguments (scripts/run_deit_lt.py)
 # ---------------------------------------------------------------------------------------------------------------------
 @dataclass
-class DeiTLTModelArguments:
+class DeiTLTModelArguments(ViTModelArguments):
     """The DeiT-LT student."""
 
     model_name_or_path: str | None = field(
@@ -398,19 +398,11 @@ class DeiTLTModelArguments:
     config_name: str = field(
         default="tiny", metadata={"help": "Preset (tiny, small, base: DeiT-Ti/S/B) or a config path (from scratch)."}
     )
-    config_overrides: str | None = field(
-        default=None, metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=96,num_hidden_layers=4'."}
-    )
-    image_size: int | None = field(default=None, metadata={"help": "Student input size (default: the config's)."})
-    patch_size: int | None = field(default=None, metadata={"help": "Patch size when building from a preset."})
     cls_loss: str = field(
         default="ce",
         metadata={"help": "Loss of the CLS head: ce (soft-target CE, DeiT-LT), bal_bce (LiVT), bal_ce or bce.",
                   "choices": list(LOSS_TYPES)},
     )
-    bal_tau: float | None = field(default=None, metadata={"help": "Prior strength of the balanced CLS losses (1.0)."})
-    drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth (0.1)."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default) or eager."})
 
 
 @dataclass
