@@ -23,7 +23,11 @@ import runpy, sys
 from pathlib import Path
 
 site, repo = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
-import modeling_livt, trainers
+import modeling_livt, modeling_livt.models.modeling_deit_lt, modeling_livt.models.resnet_cifar
+# the models (and the package's public names) need neither datasets nor the training-side libraries
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("datasets", "timm", "evaluate"))
+assert not heavy, heavy
+import trainers
 import modeling_livt_scripts._console as console
 from modeling_livt.hub import model_card
 
