@@ -203,7 +203,7 @@ def check(dims: ViTDims, batch_size: int = 2) -> dict:
     pixels = torch.randn(batch_size, dims.num_channels, dims.image_size, dims.image_size)
     rows = {}
 
-    from speed_variants import MaskTokenMGP  # the variant lives with the speed benchmark's
+    from mask_token_mgp import MaskTokenMGP
 
     classifier = LiVTForImageClassification(config)
     rows["supervised"] = (counted_flops(lambda: classifier(pixels)), classifier_forward_flops(dims)["total"])
