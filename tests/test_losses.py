@@ -162,8 +162,10 @@ def test_bf16_logits_give_finite_loss_close_to_fp32(batch):
 def test_build_loss_requires_counts_for_balanced_losses():
     with pytest.raises(ValueError, match="needs the training class counts"):
         ml.build_loss("bal_bce", None)
-    with pytest.raises(ValueError, match="Unknown loss_type"):
+    with pytest.raises(ValueError,
+                       match=r"Unknown loss_type='focal'; choose one of \['bal_bce', 'bal_ce', 'bce', 'ce', 'ldam'\]"):
         ml.build_loss("focal", [1, 2])
+    assert isinstance(ml.build_loss("ldam", [5, 1]), ml.LDAMLoss)
     assert isinstance(ml.build_loss("bce"), ml.BCELoss)
 
 

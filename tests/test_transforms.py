@@ -39,11 +39,16 @@ from modeling_livt.data.transforms import (
     dataset_mean_std,
     get_normalization,
     make_transform_fn,
-    smooth_one_hot,
 )
 
 MEAN, STD = NORMALIZATION_STATS["cifar"]
 
+
+
+def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """Reference: one-hot targets with label smoothing, off = s / C, on = 1 - s + s / C (timm's `smooth_one_hot`)."""
+    on, off = 1.0 - smoothing + smoothing / num_classes, smoothing / num_classes
+    return torch.full((len(labels), num_classes), off).scatter_(1, labels.long().view(-1, 1), on)
 
 def random_image(h, w, mode="RGB", seed=0):
     rng = np.random.default_rng(seed)

@@ -369,12 +369,6 @@ class DefaultImageCollator:
         return batch
 
 
-def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
-    """One-hot targets with label smoothing: ``off = s / C``, ``on = 1 - s + s / C``."""
-    one_hot = torch.nn.functional.one_hot(labels.long(), num_classes).float()
-    return one_hot * (1.0 - smoothing) + smoothing / num_classes
-
-
 class MixupCutmixCollator:
     """Data collator with batch-level MixUp / CutMix and label smoothing (timm's ``Mixup``, with v2 ops).
 

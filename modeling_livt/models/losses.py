@@ -6,7 +6,7 @@ label smoothing folded in). The prior only enters the *training* loss; model log
 The class prior is kept as a Python list and turned into a tensor on first use on a device, so the modules hold
 no tensor state (they are safe to build on the meta device inside `from_pretrained`).
 
-This file is copied next to saved models as remote code: it imports nothing from our package.
+This file is copied next to saved models as remote code: only single-dot sibling imports of our package.
 """
 
 import math
@@ -14,6 +14,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .configuration_vit import LOSS_TYPES
+
+# what `build_loss` builds: the losses a ViT config may name (`LOSS_TYPES`) and LDAM, the teachers' margin loss
+BUILD_LOSS_TYPES = (*LOSS_TYPES, "ldam")
 
 
 def _check_counts(class_counts, require_positive=True):
@@ -150,7 +155,8 @@ class SoftTargetCrossEntropy(nn.Module):
 
 
 def build_loss(loss_type: str, class_counts=None, tau: float = 1.0) -> nn.Module:
-    """The training loss for `loss_type` in {"bal_bce", "bal_ce", "bce", "ce", "ldam"} (LDAM: default margins)."""
+    """The training loss for `loss_type` in `BUILD_LOSS_TYPES`: a ViT's `LOSS_TYPES`, plus `"ldam"` (default
+    margins), which the CNN teacher trains with (LDAM wants a cosine head, `ResNetCifarConfig(use_norm=True)`)."""
     if loss_type in ("bal_bce", "bal_ce"):
         if class_counts is None:
             raise ValueError(
@@ -166,7 +172,7 @@ def build_loss(loss_type: str, class_counts=None, tau: float = 1.0) -> nn.Module
         if class_counts is None:
             raise ValueError("loss_type='ldam' needs the training class counts (its margins are per class).")
         return LDAMLoss(class_counts)
-    raise ValueError(f"Unknown loss_type={loss_type!r}; choose one of ['bal_bce', 'bal_ce', 'bce', 'ce', 'ldam'].")
+    raise ValueError(f"Unknown loss_type={loss_type!r}; choose one of {list(BUILD_LOSS_TYPES)}.")
 
 
 def checked_class_weights(weights, name: str, num_classes: int | None = None) -> torch.Tensor | None:
@@ -293,6 +299,7 @@ class LDAMLoss(ClassWeightedLoss):
 
 
 __all__ = [
+    "BUILD_LOSS_TYPES",
     "BCELoss",
     "BalancedBCELoss",
     "BalancedCELoss",
