@@ -149,6 +149,9 @@ def test_data_arguments_parse_and_help():
         assert f.metadata.get("help"), f.name
     with pytest.raises(ValueError, match="imbalance_factor"):
         DataArguments(imbalance_factor=0.5)
+    for name in ("max_train_samples", "max_eval_samples"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive number of examples, got 0; leave it unset"):
+            parser.parse_args_into_dataclasses([f"--{name}", "0"])
 
 
 def test_load_digits_long_tailed_writes_and_resumes(tmp_path, digits):

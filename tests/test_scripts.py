@@ -74,6 +74,8 @@ def finetuned(mgp_dir, tmp_path_factory):
             "steps",
             "--save_steps",
             "2",
+            "--base_learning_rate",
+            "2e-3",  # the MAE rule: learning rate 2e-3 * 16 / 256 = 1.25e-4
         ]
     )
     return out, metrics
@@ -153,6 +155,7 @@ def test_finetune_writes_loadable_model_card_plots_and_results(finetuned, mgp_di
     for key in ("schedule", "batch size", "learning rate", "mixup / cutmix / label smoothing",
                 "RandAugment / random erasing", "image size", "normalization", "sampler"):
         assert f"- **{key}**:" in card, key
+    assert "- **learning rate**: 0.000125" in card  # the rate trained with, after --base_learning_rate's scaling
     counts = json.loads((out / "class_counts.json").read_text())
     assert json.loads((out / "config.json").read_text())["class_counts"] == counts
     # the fine-tuned model selected by validation accuracy and the split came from the MGP run's pool

@@ -94,7 +94,6 @@ class ClassificationScript(ABC):
         self.prepared = prepare_data(self.data_args, self.aug_args, self.training_args, self.image_size,
                                      stage="finetune")
         self.model = self.build_model()
-        self.recipe = self.recipe_lines()
         trainer = self.trainer_class(
             model=self.model,
             args=self.training_args,
@@ -106,6 +105,7 @@ class ClassificationScript(ABC):
             model_card_writer=self.write_model_card,
             **self.trainer_kwargs(),
         )
+        self.recipe = self.recipe_lines()  # after the trainer: it sets the learning rate of --base_learning_rate
         return self.train_and_evaluate(trainer)
 
     def train_and_evaluate(self, trainer) -> dict:

@@ -160,6 +160,13 @@ class DataArguments:
         pct = self.validation_split_percentage
         if pct is not None and not 0 < pct < 100:
             raise ValueError(f"validation_split_percentage must be in (0, 100), got {pct!r}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(
+                    f"{name} must be a positive number of examples, got {value!r}; leave it unset to keep them all "
+                    "(an empty split would fail later with an unrelated shape error)."
+                )
 
 
 @dataclass
