@@ -71,15 +71,6 @@ def _no_network(monkeypatch):
 @pytest.fixture(scope="session")
 def teacher_dir(tmp_path_factory):
     """A random tiny CIFAR ResNet teacher for digits, saved as run_teacher.py saves one (DeiT-LT script tests)."""
-    import torch
+    from tests.helpers import save_tiny_teacher
 
-    import modeling_livt as ml
-    from modeling_livt.data.transforms import build_image_processor, get_normalization
-
-    out = tmp_path_factory.mktemp("teacher")
-    torch.manual_seed(0)
-    names = {i: str(i) for i in range(10)}
-    config = ml.ResNetCifarConfig(depth=8, base_width=4, id2label=names, label2id={v: k for k, v in names.items()})
-    ml.ResNetCifarForImageClassification(config).save_pretrained(out)
-    build_image_processor(32, *get_normalization("digits")).save_pretrained(out)
-    return out
+    return save_tiny_teacher(tmp_path_factory.mktemp("teacher"))

@@ -20,6 +20,21 @@ def tiny_livt_config(**overrides) -> "ml.LiVTConfig":
     return ml.LiVTConfig(**{**TINY, **overrides})
 
 
+def save_tiny_teacher(out, normalization: str = "digits"):
+    """A random tiny CIFAR ResNet teacher for digits (10 classes), saved as run_teacher.py saves one: weights, labels
+    and a 32-px image processor with the `normalization` preset's mean/std. Returns `out`."""
+    import torch
+
+    from modeling_livt.data.transforms import build_image_processor, get_normalization
+
+    torch.manual_seed(0)
+    names = {i: str(i) for i in range(10)}
+    config = ml.ResNetCifarConfig(depth=8, base_width=4, id2label=names, label2id={v: k for k, v in names.items()})
+    ml.ResNetCifarForImageClassification(config).save_pretrained(out)
+    build_image_processor(32, *get_normalization(normalization)).save_pretrained(out)
+    return out
+
+
 _BLOCK_OUR_PACKAGE = """
 import sys
 class _Block:

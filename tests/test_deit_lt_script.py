@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification
 
 import modeling_livt as ml
-from modeling_livt.data.transforms import build_image_processor, get_normalization
+from tests.helpers import save_tiny_teacher
 from trainers.script_builder import teacher_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,15 +33,8 @@ FAST = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "
 
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory):
-    """A (random) tiny CIFAR ResNet teacher for digits, saved as run_teacher.py saves one (with ImageNet stats, so
-    the student's digits-normalised batch is renormalised)."""
-    out = tmp_path_factory.mktemp("teacher")
-    torch.manual_seed(0)
-    names = {i: str(i) for i in range(10)}
-    config = ml.ResNetCifarConfig(depth=8, base_width=4, id2label=names, label2id={v: k for k, v in names.items()})
-    ml.ResNetCifarForImageClassification(config).save_pretrained(out)
-    build_image_processor(32, *get_normalization("imagenet")).save_pretrained(out)
-    return out
+    """The tiny teacher saved with ImageNet statistics, so the student's digits-normalised batch is renormalised."""
+    return save_tiny_teacher(tmp_path_factory.mktemp("teacher"), normalization="imagenet")
 
 
 @pytest.fixture(scope="module")

@@ -110,14 +110,6 @@ VIT = ["--config_name", "tiny", "--image_size", "32", "--patch_size", "4", "--co
        "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"]
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("teacher")
-    ml.ResNetCifarForImageClassification(ml.ResNetCifarConfig(
-        depth=8, base_width=4, id2label={i: str(i) for i in range(10)})).save_pretrained(out)
-    return out
-
-
 SCRIPTS = {
     "run_mgp": lambda out, teacher, common: run_mgp.main(common + VIT + ["--output_dir", out]),
     "run_finetune": lambda out, teacher, common: run_finetune.main(
