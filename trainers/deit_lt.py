@@ -31,7 +31,7 @@ from transformers import (
 from transformers.trainer_utils import has_length
 
 from modeling_livt.models.configuration_vit import LOSS_TYPES
-from modeling_livt.models.losses import DeiTLTLoss, class_balanced_weights
+from modeling_livt.models.losses import DeiTLTLoss, check_class_balanced_beta, class_balanced_weights
 
 from .arguments import FinetuneTrainingArguments, ViTModelArguments
 from .balanced import LongTailMetrics
@@ -41,12 +41,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DISTILLATION_ALPHA = 0.5  # DeiT-LT: the CLS and DIST terms weigh the same
 DEFAULT_DRW_BETA = 0.9999  # the class-balanced weights of Cui et al. (2019), as DeiT-LT and LDAM-DRW
-
-
-def check_drw_beta(drw_beta: float) -> None:
-    """The class-balanced weights' beta must be in [0, 1): checked when a trainer is built, not at the DRW point."""
-    if not 0.0 <= drw_beta < 1.0:
-        raise ValueError(f"drw_beta={drw_beta} must be in [0, 1).")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -324,7 +318,7 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
             teacher.set_student_normalization(self.processing_class.image_mean, self.processing_class.image_std)
         self.teacher = teacher.to(self.args.device)
         self.class_counts = list(config.class_counts or [])
-        check_drw_beta(drw_beta)
+        check_class_balanced_beta(drw_beta, "drw_beta")
         self.drw_beta = drw_beta
         self.deit_lt_loss = DeiTLTLoss(alpha=distillation_alpha, cls_loss=model.loss_fn)
 
@@ -443,7 +437,7 @@ class DistillationArguments:
         # bad values fail here, before any data or model is loaded
         if not 0.0 <= self.distillation_alpha <= 1.0:
             raise ValueError(f"--distillation_alpha {self.distillation_alpha} must be in [0, 1].")
-        check_drw_beta(self.drw_beta)
+        check_class_balanced_beta(self.drw_beta, "drw_beta")
 
 
 @dataclass

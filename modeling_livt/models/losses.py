@@ -38,12 +38,18 @@ def _check_counts(class_counts, require_positive=True):
     return counts
 
 
+def check_class_balanced_beta(beta: float, name: str = "beta") -> None:
+    """The effective-number beta must be in [0, 1); `ValueError` names the argument (`name`). Trainers call it when
+    they are built, so that a bad value fails at start-up rather than at the DRW point."""
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"{name}={beta} must be in [0, 1).")
+
+
 def class_balanced_weights(class_counts, beta: float = 0.9999) -> torch.Tensor:
     """Effective-number class weights (Cui et al., 2019) as DeiT-LT uses them: w_c = (1 - beta) / (1 - beta^n_c),
     normalised so that they sum to the number of classes. Returns a float32 tensor `[C]`."""
     counts = torch.tensor(_check_counts(class_counts), dtype=torch.float64)
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta={beta} must be in [0, 1).")
+    check_class_balanced_beta(beta)
     weights = (1.0 - beta) / (1.0 - torch.pow(beta, counts))
     weights = weights / weights.sum() * len(counts)
     return weights.float()
