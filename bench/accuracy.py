@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -76,6 +77,16 @@ def parse_args(argv=None):
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW peak lr of every ViT run.")
     parser.add_argument("--warmup", type=float, default=0.1, help="Warmup ratio of every run.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None,
+                        help="Comma-separated seeds, e.g. 0,1,2: every recipe once per seed (overrides --seed); the "
+                        "report adds mean and standard deviation over the seeds.")
+    parser.add_argument("--teacher_name_or_path", default=None,
+                        help="deit_lt: distil from this trained teacher folder instead of training one (e.g. "
+                        "bench/models/cifar10lt_teacher); --teacher_epochs is then unused.")
+    parser.add_argument("--student_augmentation", default="none", choices=["none", "paper"],
+                        help="deit_lt student: 'none' = the flags below (crop + flip by default); 'paper' = "
+                        "DeiT-LT's RandAugment, MixUp 0.8 / CutMix 1.0, erasing 0.25, smoothing 0.1, mixing off "
+                        "after DRW (overrides the mixing flags for the student).")
     parser.add_argument("--dataset", default=str(DEFAULT_DATA), help="CIFAR-10 folder (HF parquet layout).")
     parser.add_argument("--imbalance_factor", type=float, default=100.0)
     parser.add_argument("--max_train_samples", type=int, default=None, help="Smoke tests: subset of the LT split.")
@@ -103,7 +114,22 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
     args.mgp_epochs = args.mgp_epochs if args.mgp_epochs is not None else args.epochs
+    if args.teacher_name_or_path is not None and args.teacher_epochs is not None:
+        parser.error("--teacher_epochs trains a new teacher; --teacher_name_or_path uses a trained one: give one")
     args.teacher_epochs = args.teacher_epochs if args.teacher_epochs is not None else args.epochs
+    if args.teacher_name_or_path is not None:
+        if "deit_lt" not in args.recipes:
+            parser.error("--teacher_name_or_path is the deit_lt recipe's teacher; add deit_lt to --recipes")
+        if not (Path(args.teacher_name_or_path) / "config.json").is_file():
+            parser.error(f"--teacher_name_or_path {args.teacher_name_or_path}: no config.json there (a folder "
+                         "saved by scripts/run_teacher.py is expected)")
+        args.teacher_epochs = None
+    if args.student_augmentation != "none" and "deit_lt" not in args.recipes:
+        parser.error("--student_augmentation applies to the deit_lt recipe only; add deit_lt to --recipes")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2")
     return args
 
 
@@ -114,6 +140,11 @@ def settings_of(args) -> dict:
             "label_smoothing", "rand_augment", "random_erasing", "repeated_augmentation", "drop_path_rate")
     settings = {k: getattr(args, k) for k in keys}
     settings["dataset"] = os.path.basename(os.path.normpath(settings["dataset"]))
+    # new keys only when set: the signatures of earlier results stay what they were
+    if args.teacher_name_or_path is not None:
+        settings["teacher"] = os.path.basename(os.path.normpath(args.teacher_name_or_path))
+    if args.student_augmentation != "none":
+        settings["student_augmentation"] = args.student_augmentation
     return settings
 
 
@@ -141,6 +172,10 @@ def train_flags(args, output_dir: Path, epochs: int, learning_rate: float | None
             "--warmup_steps", f"{args.warmup:g}", "--dataloader_num_workers", str(args.workers),
             "--logging_steps", "50", "--disable_tqdm", "true", "--report_to", "none"] + (
                 ["--bf16", "true", "--use_cpu", "true"] if args.bf16 else [])
+
+
+PAPER_STUDENT_AUGMENTATION = ["--mixup", "0.8", "--cutmix", "1.0", "--label_smoothing", "0.1", "--rand_augment",
+                              "true", "--random_erasing", "0.25"]
 
 
 def student_flags(args) -> list[str]:
@@ -178,16 +213,25 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
     if recipe == "deit_lt":
         teacher_dir, out = run_dir / "deit_lt_teacher", run_dir / "deit_lt"
         drw_epoch = max(1, round(args.drw_fraction * args.epochs)) if args.epochs > 1 else 1
-        return [
-            ("teacher", [python, str(SCRIPTS / "run_teacher.py"), *data, "--teacher_arch", "resnet_cifar",
-                         "--image_size", "32", "--loss_type", "bal_ce", "--sam_rho", "0.05",
-                         *train_flags(args, teacher_dir, args.teacher_epochs, learning_rate=0.1),
-                         "--save_total_limit", "1"], teacher_dir),
+        augmentation = student_flags(args)
+        if args.student_augmentation == "paper":
+            augmentation += PAPER_STUDENT_AUGMENTATION  # argparse: the later flag wins
+        mixing = args.student_augmentation == "paper" or args.mixup > 0 or args.cutmix > 0
+        teacher_stage = []
+        if args.teacher_name_or_path is None:
+            teacher_stage = [
+                ("teacher", [python, str(SCRIPTS / "run_teacher.py"), *data, "--teacher_arch", "resnet_cifar",
+                             "--image_size", "32", "--loss_type", "bal_ce", "--sam_rho", "0.05",
+                             *train_flags(args, teacher_dir, args.teacher_epochs, learning_rate=0.1),
+                             "--save_total_limit", "1"], teacher_dir)]
+        else:
+            teacher_dir = Path(args.teacher_name_or_path).resolve()
+        return teacher_stage + [
             ("student", [python, str(SCRIPTS / "run_deit_lt.py"), *data, *vit_flags(),
                          "--teacher_name_or_path", str(teacher_dir), "--drw_epoch", str(drw_epoch),
                          # the official CIFAR recipe stops mixing at DRW; without mixing there is nothing to stop
-                         *(["--no_mixup_after_drw", "true"] if args.mixup > 0 or args.cutmix > 0 else []),
-                         *train_flags(args, out, args.epochs), *student_flags(args), "--save_total_limit", "1"],
+                         *(["--no_mixup_after_drw", "true"] if mixing else []),
+                         *train_flags(args, out, args.epochs), *augmentation, "--save_total_limit", "1"],
              out),
         ]
     raise ValueError(recipe)
@@ -236,7 +280,7 @@ def save_results(path: Path, results: list[dict]):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"benchmark": "CIFAR-10-LT rho=100, small ViT 128-d/6 blocks/patch 4, 32 px",
-                               "results": results}, indent=2))
+                               "summary_over_seeds": seed_summary(results), "results": results}, indent=2))
     os.replace(tmp, path)
 
 
@@ -266,13 +310,60 @@ def epochs_cell(result: dict) -> str:
     if result["recipe"] == "mgp_bal_bce":
         return f"{settings['mgp_epochs']} MGP + {epochs}"
     if result["recipe"] == "deit_lt":
-        return f"{settings['teacher_epochs']} teacher + {epochs}"
+        teacher = settings["teacher_epochs"] if settings.get("teacher_epochs") is not None else settings["teacher"]
+        return f"{teacher} teacher + {epochs}"
     return epochs
 
 
 def flops_cell(result: dict) -> str:
     value = training_tflops(result)
     return "-" if value is None else f"{value:.0f}"
+
+
+SUMMARY_METRICS = (("Acc", "accuracy"), ("Head", "index_head_accuracy"), ("Mid", "index_mid_accuracy"),
+                   ("Tail", "index_tail_accuracy"), ("Many", "many_shot_accuracy"),
+                   ("Medium", "medium_shot_accuracy"), ("ECE", "ece"))
+
+
+def seed_summary(results: list[dict]) -> list[dict]:
+    """Results grouped by recipe and settings other than the seed: per metric, the mean and the sample standard
+    deviation (n - 1; None for one seed) over the seeds, in the order the groups first appear."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        rest = {k: v for k, v in r["settings"].items() if k != "seed"}
+        groups.setdefault((r["recipe"], signature(rest)), []).append(r)
+    summary = []
+    for (recipe, settings_sig), runs in groups.items():
+        row = {"recipe": recipe, "settings": settings_sig, "seeds": [r["settings"]["seed"] for r in runs],
+               "metrics": {}}
+        for _, key in SUMMARY_METRICS:
+            values = [r["metrics"][key] for r in runs if r["metrics"].get(key) is not None]
+            if values:
+                row["metrics"][key] = {"mean": statistics.fmean(values),
+                                       "std": statistics.stdev(values) if len(values) > 1 else None}
+        summary.append(row)
+    return summary
+
+
+def mean_std_cell(stats: dict | None) -> str:
+    if stats is None:
+        return "-"
+    std = "" if stats["std"] is None else f" ± {100 * stats['std']:.1f}"
+    return f"{100 * stats['mean']:.1f}{std}"
+
+
+def summary_lines(results: list[dict]) -> list[str]:
+    summary = [row for row in seed_summary(results) if len(row["seeds"]) > 1]
+    if not summary:
+        return []
+    lines = ["Mean ± standard deviation over seeds (sample std, n - 1); a difference within two standard deviations "
+             "is a tie.", "", "| recipe | seeds | " + " | ".join(name for name, _ in SUMMARY_METRICS) + " |",
+             "|---|---|" + "---|" * len(SUMMARY_METRICS)]
+    for row in summary:
+        cells = [mean_std_cell(row["metrics"].get(key)) for _, key in SUMMARY_METRICS]
+        lines.append(f"| {RECIPE_NAMES.get(row['recipe'], row['recipe'])} | {','.join(map(str, row['seeds']))} | "
+                     + " | ".join(cells) + " |")
+    return lines + ["", "Every run:", ""]
 
 
 def write_report(results: list[dict], prefix: Path):
@@ -287,16 +378,18 @@ def write_report(results: list[dict], prefix: Path):
              "[3, 7]). ECE: 15 bins. Accuracies in %. Train TFLOPs: matmul FLOPs of the ViT stages (`bench/flops.py`, "
              "3x forward; an MGP step sees 25% of the patches: 0.59x a supervised step here; DeiT-LT's teacher not "
              "counted).", "",
-             "| recipe | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | epochs | train TFLOPs | train min | "
-             "settings |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             *summary_lines(results),
+             "| recipe | seed | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | epochs | train TFLOPs | "
+             "train min | settings |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         m = r["metrics"]
         extra = ""
         if m.get("cls_accuracy") is not None:
             extra = f" (CLS {pct(m['cls_accuracy'])} / DIST {pct(m.get('distillation_accuracy'))})"
         lines.append(
-            f"| {RECIPE_NAMES.get(r['recipe'], r['recipe'])}{extra} | {pct(m.get('many_shot_accuracy'))} | "
+            f"| {RECIPE_NAMES.get(r['recipe'], r['recipe'])}{extra} | {r['settings']['seed']} | "
+            f"{pct(m.get('many_shot_accuracy'))} | "
             f"{pct(m.get('medium_shot_accuracy'))} | {pct(m.get('few_shot_accuracy'))} | "
             f"{pct(m.get('index_head_accuracy'))} | {pct(m.get('index_mid_accuracy'))} | "
             f"{pct(m.get('index_tail_accuracy'))} | {pct(m.get('accuracy'))} | {pct(m.get('ece'))} | "
@@ -350,14 +443,15 @@ def main(argv=None):
         return results
     if not Path(args.dataset).is_dir():
         raise SystemExit(f"{args.dataset} is not a folder: this benchmark needs CIFAR-10 (HF parquet layout).")
-    settings = settings_of(args)
-    sig = signature(settings)
-    run_root = Path(args.work_dir) / sig
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     done = {(r["recipe"], r["signature"]) for r in results}
-    for recipe in args.recipes:
+    for seed, recipe in [(seed, recipe) for seed in args.seeds for recipe in args.recipes]:
+        args.seed = seed  # what settings_of and the command lines read
+        settings = settings_of(args)
+        sig = signature(settings)
+        run_root = Path(args.work_dir) / sig
         if (recipe, sig) in done:
-            print(f"[{recipe}] already in {json_path} (settings {sig}): skipped", flush=True)
+            print(f"[{recipe}] seed {args.seed} already in {json_path} (settings {sig}): skipped", flush=True)
             continue
         stages = recipe_commands(recipe, args, run_root)
         start, stage_times = time.perf_counter(), {}
@@ -371,6 +465,8 @@ def main(argv=None):
                     print(f"[{recipe}] {name}: reusing {out_dir}", flush=True)
                     stage_times[name] = 0.0
                     continue
+                if any(out_dir.glob("checkpoint-*")):  # an interrupted stage resumes exactly where it stopped
+                    argv = [*argv, "--resume_from_checkpoint", "latest"]
                 print(f"[{recipe}] {name}: {shlex.join(argv[1:])[:200]}...", flush=True)
                 stage_times[name] = run_stage(name, argv, run_root / "logs" / f"{recipe}_{name}.log", env)
             metrics = read_test_metrics(stages[-1][2])
@@ -383,7 +479,7 @@ def main(argv=None):
         config = json.loads((stages[-1][2] / "config.json").read_text())
         id2label = config.get("id2label") or {}
         entry = {
-            "recipe": recipe, "name": RECIPE_NAMES[recipe], "signature": sig, "settings": settings,
+            "recipe": recipe, "name": RECIPE_NAMES[recipe], "seed": args.seed, "signature": sig, "settings": settings,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": time.perf_counter() - start, "stage_times_s": stage_times,
             "commands": [shlex.join(["python", *(display_path(a) for a in argv[1:])]) for _, argv, _ in stages],
