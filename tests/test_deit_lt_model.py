@@ -79,17 +79,50 @@ def test_parameter_names():
 
 
 @pytest.mark.parametrize("loss_type", ["ce", "bal_bce", "bal_ce", "bce"])
-def test_labels_give_the_cls_loss(loss_type):
+def test_labels_give_the_mean_of_both_heads_losses(loss_type):
+    """No teacher: both heads learn the labels with cls_loss_type, and the loss is their mean (DeiT without one)."""
     model = ml.DeiTLTForImageClassification(tiny_config(cls_loss_type=loss_type, class_counts=COUNTS)).eval()
     x, y = _pixels(), torch.tensor([0, 3, 1])
     out = model(x, labels=y)
-    expected = ml.build_loss(loss_type, COUNTS)(out.cls_logits, y)
-    torch.testing.assert_close(out.loss, expected)
+    loss = ml.build_loss(loss_type, COUNTS)
+    torch.testing.assert_close(out.loss, (loss(out.cls_logits, y) + loss(out.distillation_logits, y)) / 2)
+    assert not torch.allclose(out.loss, loss(out.cls_logits, y))  # not the CLS head's loss alone
     if loss_type == "ce":
-        torch.testing.assert_close(out.loss, F.cross_entropy(out.cls_logits, y))
+        expected = (F.cross_entropy(out.cls_logits, y) + F.cross_entropy(out.distillation_logits, y)) / 2
+        torch.testing.assert_close(out.loss, expected)
         soft = torch.full((3, 4), 0.1 / 4) + 0.9 * F.one_hot(y, 4)
-        expected = -(soft * out.cls_logits.log_softmax(-1)).sum(-1).mean()
+
+        def soft_ce(logits):
+            return -(soft * logits.log_softmax(-1)).sum(-1).mean()
+
+        expected = (soft_ce(out.cls_logits) + soft_ce(out.distillation_logits)) / 2
         torch.testing.assert_close(model(x, labels=soft).loss, expected)
+
+
+def test_own_loss_trains_both_heads():
+    model = ml.DeiTLTForImageClassification(tiny_config(class_counts=COUNTS, cls_loss_type="bal_bce")).train()
+    model(_pixels(), labels=torch.tensor([0, 3, 1])).loss.backward()
+    for head in (model.classifier, model.distillation_classifier):
+        assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+        assert head.bias.grad.abs().sum() > 0
+    assert model.deit_lt.embeddings.distillation_token.grad.abs().sum() > 0
+
+
+def test_plain_trainer_step_updates_both_heads(tmp_path):
+    """A plain transformers.Trainer (the model's own loss, no teacher) moves the DIST head as well as the CLS head."""
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = ml.DeiTLTForImageClassification(tiny_config())
+    before = {name: p.detach().clone() for name, p in model.named_parameters() if "classifier" in name}
+    data = [{"pixel_values": x, "labels": int(y)} for x, y in zip(_pixels(8), torch.arange(8) % 4)]
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8, learning_rate=1e-2,
+        use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True, remove_unused_columns=False,
+    )
+    Trainer(model=model, args=args, train_dataset=data).train()
+    for name, old in before.items():
+        assert not torch.equal(dict(model.named_parameters())[name].detach(), old), name
 
 
 def test_balanced_loss_without_counts_fails_clearly():

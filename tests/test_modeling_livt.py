@@ -342,3 +342,31 @@ def test_bad_pixel_values_raise():
         model(torch.zeros(1, 1, 32, 32))
     with pytest.raises(ValueError, match="not divisible by patch_size"):
         model(torch.zeros(1, 3, 30, 30))
+
+
+def test_reheading_a_saved_classifier_drops_the_stale_class_counts(tmp_path, caplog):
+    """from_pretrained(dir, num_labels=K, ignore_mismatched_sizes=True) re-heads a 10-class classifier: the saved
+    10-entry prior no longer fits, so it is dropped with a warning; a class_counts= of the new size wins."""
+    ml.LiVTForImageClassification(tiny_livt_config(class_counts=list(range(10, 0, -1)))).save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="modeling_livt.models.configuration_vit"):
+        model = ml.LiVTForImageClassification.from_pretrained(tmp_path, num_labels=3, ignore_mismatched_sizes=True)
+    assert model.classifier.weight.shape == (3, 32) and model.config.num_labels == 3
+    assert model.config.class_counts is None
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "class_counts has 10 entries" in warning and "num_labels=3" in warning
+    assert "config.class_counts" in warning and "class_counts=" in warning
+    with pytest.raises(ValueError, match="class_counts"):  # a balanced loss needs a prior again
+        model(_pixels(1), labels=torch.tensor([1]))
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="modeling_livt.models.configuration_vit"):
+        kept = ml.LiVTForImageClassification.from_pretrained(
+            tmp_path, num_labels=3, class_counts=[5, 3, 1], ignore_mismatched_sizes=True
+        )
+    assert kept.config.class_counts == [5, 3, 1] and kept.classifier.weight.shape == (3, 32)
+    assert not any("class_counts has 10 entries" in r.getMessage() for r in caplog.records)
+    out = kept(_pixels(2), labels=torch.tensor([0, 2]))
+    torch.testing.assert_close(out.loss, ml.BalancedBCELoss([5, 3, 1])(out.logits, torch.tensor([0, 2])))
+    # the same label count keeps the saved prior
+    same = ml.LiVTForImageClassification.from_pretrained(tmp_path, num_labels=10)
+    assert same.config.class_counts == list(range(10, 0, -1))

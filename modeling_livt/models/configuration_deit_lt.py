@@ -25,9 +25,10 @@ class DeiTLTConfig(ViTEncoderConfig):
         drop_path_rate (`float`, defaults to 0.1): stochastic depth, linear over depth (the DeiT / DeiT-LT default).
         initializer_range (`float`, defaults to 0.02): std of the truncated-normal init of linears, tokens and
             position embeddings (official DeiT).
-        cls_loss_type (`str`, defaults to `"ce"`): loss of the CLS head: `"ce"` (soft-target cross-entropy, the
-            DeiT-LT recipe), `"bal_bce"`, `"bal_ce"` or `"bce"`. The distillation loss needs a teacher and is
-            computed by the trainer (`DeiTLTLoss`), not by the model.
+        cls_loss_type (`str`, defaults to `"ce"`): loss on the labels: `"ce"` (soft-target cross-entropy, the
+            DeiT-LT recipe), `"bal_bce"`, `"bal_ce"` or `"bce"`. `DeiTLTTrainer` trains the CLS head with it and
+            distils the DIST head from the teacher (`DeiTLTLoss`); the model's own loss (labels alone, no teacher)
+            applies it to both heads and averages.
         posthoc_tau_norm: as in [`ViTEncoderConfig`], applied to each head on its own (`classifier` and
             `distillation_classifier`) before the two heads are averaged; the post-hoc fields adjust the averaged
             `logits`, while `cls_logits`, `distillation_logits` and every loss stay raw.

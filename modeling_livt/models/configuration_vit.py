@@ -7,9 +7,16 @@ This file is copied next to saved models as remote code: it imports nothing from
 import math
 
 from transformers import PreTrainedConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 LOSS_TYPES = ("bal_bce", "bal_ce", "bce", "ce")
 BALANCED_LOSS_TYPES = ("bal_bce", "bal_ce")
+
+# `config.problem_type` values the classifiers honour (None = single-label, the default)
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
 
 # Post-hoc inference adjustments, in the order the models apply them (see `posthoc_adjustment.py`).
 POSTHOC_FIELDS = ("posthoc_tau_norm", "posthoc_logit_adjustment_tau", "posthoc_temperature")
@@ -56,6 +63,19 @@ def validate_class_counts(class_counts, num_labels=None, require_positive=True):
             )
 
 
+def check_problem_type(problem_type) -> None:
+    """`config.problem_type` must be None, `"single_label_classification"` (the configured long-tail loss on int labels
+    or soft targets) or `"multi_label_classification"` (BCE with logits over multi-hot labels); `"regression"` and
+    anything else raise `ValueError` naming the field and what works."""
+    if problem_type in (None, SINGLE_LABEL, MULTI_LABEL):
+        return
+    raise ValueError(
+        f"problem_type={problem_type!r} is not supported: these models are classifiers. Use problem_type=None or "
+        f"{SINGLE_LABEL!r} (the configured loss on int labels [N] or soft targets [N, C]) or {MULTI_LABEL!r} (BCE with "
+        "logits over multi-hot float labels [N, C])."
+    )
+
+
 def _is_finite_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -78,6 +98,13 @@ class ViTEncoderConfig(PreTrainedConfig):
         bal_tau (`float`, defaults to 1.0): strength of the log-prior adjustment of the balanced losses.
         class_counts (`list[int]`, *optional*): training-split images per class; the prior of the balanced losses and
             of post-hoc logit adjustment. Given alone, it also sets `num_labels`.
+            `from_pretrained(dir, num_labels=K, ignore_mismatched_sizes=True)` with K other than its length drops it
+            (with a warning) unless `class_counts=` of length K is passed too.
+        problem_type (`str`, *optional*): what `labels` mean to the loss a forward with `labels` returns. None or
+            `"single_label_classification"`: the configured long-tail loss on int labels `[N]` or soft targets `[N, C]`
+            (soft targets never switch the problem type, unlike transformers' own classifiers);
+            `"multi_label_classification"`: BCE with logits over independent multi-hot labels `[N, C]` (mean over the
+            matrix, as `ViTForImageClassification`; no class prior); `"regression"` is refused.
         posthoc_tau_norm (`float`, *optional*): tau-normalisation of the classifier weights at inference (Kang et al.,
             2020): row j of a head becomes W_j / ||W_j||^tau (bias kept). Fitted by `scripts/run_eval.py --posthoc`.
         posthoc_logit_adjustment_tau (`float`, *optional*): post-hoc logit adjustment at inference (Menon et al.,
@@ -121,6 +148,35 @@ class ViTEncoderConfig(PreTrainedConfig):
         self.validate_fields()
 
     @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """`PreTrainedConfig.from_dict`, plus re-heading: when `num_labels=` (or `id2label=`) gives a saved classifier
+        a label set of another size (`from_pretrained(dir, num_labels=K, ignore_mismatched_sizes=True)`), the saved
+        `class_counts` (and the post-hoc logit adjustment built on them) no longer fit and are dropped with a warning;
+        a `class_counts=` of the new size, given with them, is used instead."""
+        config_dict = dict(config_dict)
+        if "id2label" in kwargs and kwargs["id2label"] is not None:
+            new_num_labels = len(kwargs["id2label"])
+        else:
+            new_num_labels = kwargs.get("num_labels")
+        if "class_counts" in kwargs:
+            config_dict["class_counts"] = kwargs["class_counts"]
+        else:
+            counts = config_dict.get("class_counts")
+            if new_num_labels is not None and counts is not None and len(counts) != new_num_labels:
+                logger.warning(
+                    "The checkpoint's class_counts has %d entries but the model now has num_labels=%d: dropping the "
+                    "stale class prior (class_counts=None%s). The balanced losses (bal_bce, bal_ce) need it: set "
+                    "config.class_counts (or pass class_counts=[...] to from_pretrained) with the training counts of "
+                    "the new label set.",
+                    len(counts), new_num_labels,
+                    ", and posthoc_logit_adjustment_tau=None" if config_dict.get("posthoc_logit_adjustment_tau")
+                    is not None else "",
+                )
+                config_dict["class_counts"] = None
+                config_dict["posthoc_logit_adjustment_tau"] = None
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
     def from_preset(cls, name: str, **overrides):
         """Build a config from a named preset of `cls.presets`, overriding any field."""
         if name not in cls.presets:
@@ -154,6 +210,7 @@ class ViTEncoderConfig(PreTrainedConfig):
         validate_class_counts(
             self.class_counts, num_labels=self.num_labels, require_positive=loss_type in BALANCED_LOSS_TYPES
         )
+        check_problem_type(self.problem_type)
         self.validate_posthoc()
 
     def validate_posthoc(self) -> None:
@@ -197,8 +254,11 @@ __all__ = [
     "ENCODER_FIELDS",
     "LOSS_TYPES",
     "POSTHOC_FIELDS",
+    "MULTI_LABEL",
+    "SINGLE_LABEL",
     "VIT_SIZES",
     "ViTEncoderConfig",
+    "check_problem_type",
     "encoder_sizes",
     "validate_class_counts",
 ]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration_vit import LOSS_TYPES
+from .configuration_vit import LOSS_TYPES, MULTI_LABEL, check_problem_type
 
 # what `build_loss` builds: the losses a ViT config may name (`LOSS_TYPES`) and LDAM, the teachers' margin loss
 BUILD_LOSS_TYPES = (*LOSS_TYPES, "ldam")
@@ -181,6 +181,31 @@ def build_loss(loss_type: str, class_counts=None, tau: float = 1.0) -> nn.Module
     raise ValueError(f"Unknown loss_type={loss_type!r}; choose one of {list(BUILD_LOSS_TYPES)}.")
 
 
+class MultiLabelBCELoss(nn.Module):
+    """`problem_type="multi_label_classification"`: BCE with logits over independent multi-hot targets `[B, C]`, mean
+    over the B x C matrix, exactly as transformers' `ViTForImageClassification` (`BCEWithLogitsLoss()`). No class
+    prior: the balanced losses are single-label."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.shape != logits.shape:
+            raise ValueError(
+                f"problem_type='multi_label_classification' takes multi-hot targets of the logits' shape "
+                f"{tuple(logits.shape)}, got labels of shape {tuple(targets.shape)}; for one int label per example "
+                "use problem_type='single_label_classification' (or None)."
+            )
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+
+
+def build_labels_loss(loss_type: str, class_counts=None, tau: float = 1.0, problem_type: str | None = None):
+    """The loss a model's `forward(labels=...)` computes, from its config: `problem_type` None or
+    `"single_label_classification"` -> `build_loss(loss_type, class_counts, tau)` (int labels or soft targets);
+    `"multi_label_classification"` -> `MultiLabelBCELoss`; `"regression"` -> `ValueError`."""
+    check_problem_type(problem_type)
+    if problem_type == MULTI_LABEL:
+        return MultiLabelBCELoss()
+    return build_loss(loss_type, class_counts, tau)
+
+
 def checked_class_weights(weights, name: str, num_classes: int | None = None) -> torch.Tensor | None:
     """`weights` as a float32 vector of finite, non-negative class weights (of `num_classes` entries when given), or
     None; `ValueError` names the argument otherwise."""
@@ -311,7 +336,9 @@ __all__ = [
     "BalancedCELoss",
     "DeiTLTLoss",
     "LDAMLoss",
+    "MultiLabelBCELoss",
     "SoftTargetCrossEntropy",
+    "build_labels_loss",
     "build_loss",
     "class_balanced_weights",
     "soft_target_cross_entropy",

@@ -5,8 +5,10 @@ does on top of `vision_transformer.py`: a distillation token (tokens `[CLS, DIST
 all of them), two heads after the final norm, and the official DeiT initialisation (truncated normal, std 0.02).
 
 Training: the CLS head is trained on the (mixed) labels, the DIST head on the hard predictions of a CNN teacher.
-The distillation loss needs that teacher, so it lives in the trainer (`DeiTLTLoss` in `losses.py`); given `labels`
-alone the model returns the CLS loss (`config.cls_loss_type`). At inference the logits are the mean of both heads.
+The distillation loss needs that teacher, so it lives in the trainer (`DeiTLTLoss` in `losses.py`). Given `labels`
+alone (no teacher: a plain `transformers.Trainer`), the model trains both heads on the labels, as DeiT does without a
+teacher: loss = (cls_loss + dist_loss) / 2, both with `config.cls_loss_type`. At inference the logits are the mean of
+both heads.
 
 This file is copied next to saved models as remote code: only single-dot sibling imports of our package.
 """
@@ -20,6 +22,7 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers import initialization as init
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_deit_lt import DeiTLTConfig
 from .configuration_livt import LiVTConfig
@@ -35,8 +38,9 @@ class DeiTLTImageClassifierOutput(ModelOutput):
 
     `logits [N, C]` = (cls_logits + distillation_logits) / 2 in training and evaluation, with the config's post-hoc
     adjustments (`posthoc_*` fields) in eval mode; `cls_logits` and `distillation_logits` are always the heads' raw
-    outputs. `loss` (given `labels`) is the CLS loss on the raw CLS logits only (the distillation term needs a teacher:
-    see `DeiTLTLoss`).
+    outputs. `loss` (given `labels`) is the mean of the labels loss of both raw heads, (loss(cls_logits, labels) +
+    loss(distillation_logits, labels)) / 2, with `config.cls_loss_type` (the teacher-distilled objective is
+    `DeiTLTLoss`, computed by `DeiTLTTrainer`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -89,9 +93,17 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
     """DeiT-LT classifier: `classifier` reads the final-normed CLS token, `distillation_classifier` the DIST token.
 
     `forward(pixel_values, labels=None)` -> `DeiTLTImageClassifierOutput` with `logits` = mean of the two heads (train
-    and eval), `cls_logits`, `distillation_logits`, and, given `labels` (int `[N]` or soft `[N, C]`), `loss` = the CLS
-    loss named by `config.cls_loss_type`. The full DeiT-LT objective `(1 - alpha) * cls + alpha * dist` needs the
-    teacher's predictions and is computed by the trainer with `DeiTLTLoss`.
+    and eval), `cls_logits`, `distillation_logits`, and, given `labels` (int `[N]` or soft `[N, C]`; multi-hot `[N, C]`
+    under `config.problem_type="multi_label_classification"`), `loss`.
+
+    The model's own loss (labels only, no teacher, e.g. under a plain `transformers.Trainer`) trains **both** heads on
+    the labels, as DeiT does without a teacher: `loss = (loss_fn(cls_logits, labels) + loss_fn(distillation_logits,
+    labels)) / 2`, `loss_fn` being the loss `config.cls_loss_type` names (with its prior). Inference averages both
+    heads, so both must learn; a CLS-only loss would leave the DIST head at its random init. The full DeiT-LT objective
+    `(1 - alpha) * cls + alpha * dist`, with the DIST head distilled from a CNN teacher's predictions, is computed by
+    `DeiTLTTrainer` with `DeiTLTLoss` (it ignores this loss). With `return_dict=False` (argument or config) the output
+    is `output.to_tuple()`: (loss when labels were given, logits, cls_logits, distillation_logits, then hidden_states /
+    attentions when asked for).
     """
 
     def __init__(self, config: DeiTLTConfig):
@@ -106,6 +118,7 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         """`[N, 2 + L, D]` final-normed tokens -> (`cls_logits [N, C]`, `distillation_logits [N, C]`)."""
         return self.classifier(hidden_states[:, 0]), self.distillation_classifier(hidden_states[:, 1])
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -117,7 +130,10 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         hidden_states = outputs.last_hidden_state
         cls_logits, distillation_logits = self.forward_head(hidden_states)
         logits = (cls_logits + distillation_logits) / 2
-        loss = self.loss_fn(cls_logits, labels) if labels is not None else None
+        loss = None
+        if labels is not None:  # no teacher here: both heads learn the labels (DeiT without a teacher)
+            loss_fn = self.loss_fn
+            loss = (loss_fn(cls_logits, labels) + loss_fn(distillation_logits, labels)) / 2
         if not self.training:  # post-hoc adjustments are for inference: no training loss sees them
             heads = [(hidden_states[:, 0], self.classifier), (hidden_states[:, 1], self.distillation_classifier)]
             logits = apply_posthoc(self.config, logits, heads)

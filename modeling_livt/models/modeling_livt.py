@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_livt import LiVTConfig
 from .modeling_vit import (
@@ -191,6 +192,7 @@ class LiVTForMaskedImageModeling(LiVTPreTrainedModel):
         loss = ((pred.float() - target.float()) ** 2).mean(dim=-1)  # [N, L]
         return (loss * mask).sum() / mask.sum()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -198,9 +200,12 @@ class LiVTForMaskedImageModeling(LiVTPreTrainedModel):
         interpolate_pos_encoding: bool | None = None,
         **kwargs,
     ) -> LiVTForMaskedImageModelingOutput:
+        """With `return_dict=False` (argument or config): `output.to_tuple()`, i.e. (loss, logits, mask, ids_restore,
+        then hidden_states / attentions when asked for)."""
         kwargs.pop("labels", None)  # MGP is label-free; image datasets still carry them
         if interpolate_pos_encoding:
             raise ValueError("MGP runs at the configured image size; resize the model with resize_position_embeddings.")
+        kwargs["return_dict"] = True  # the encoder's fields are read below
         outputs = self.livt(pixel_values, noise=noise, mask_ratio=self.config.mask_ratio, **kwargs)
         pred = self.decoder(outputs.last_hidden_state, outputs.ids_restore)
         loss = self.forward_loss(pixel_values, pred, outputs.mask)
@@ -219,7 +224,8 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
     drops the decoder and the final norm, and initialises `fc_norm` and the head.
 
     Head: `pooling="mean"` averages the patch tokens (CLS excluded) -> `fc_norm` -> `classifier` (the encoder's final
-    norm is dropped); `pooling="cls"` takes the final-normed CLS token. `labels` may be int `[N]` or soft `[N, C]`.
+    norm is dropped); `pooling="cls"` takes the final-normed CLS token. `labels` may be int `[N]` or soft `[N, C]`;
+    with `config.problem_type="multi_label_classification"`, multi-hot `[N, C]` (BCE with logits, no prior).
     """
 
     # an MGP checkpoint's decoder and (under mean pooling) final norm are expected leftovers
@@ -244,6 +250,7 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         """`[N, 1 + L, D]` tokens -> `[N, C]` raw logits (no post-hoc adjustment)."""
         return self.classifier(self.pooled_features(hidden_states))
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -251,6 +258,10 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         interpolate_pos_encoding: bool | None = None,
         **kwargs,
     ) -> LiVTImageClassifierOutput:
+        """`labels`: int `[N]` or soft `[N, C]` for the configured loss, multi-hot `[N, C]` under
+        `config.problem_type="multi_label_classification"` (`loss_fn`). With `return_dict=False` (argument or config):
+        `output.to_tuple()`, i.e. (loss when labels were given, logits, then hidden_states / attentions when asked
+        for)."""
         outputs = self.forward_features(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         features = self.pooled_features(outputs.last_hidden_state)
         logits = self.classifier(features)

@@ -20,7 +20,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.output_capturing import capture_outputs
 
-from .losses import build_loss
+from .losses import build_labels_loss
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -325,21 +325,26 @@ class ViTPreTrainedModel(PreTrainedModel):
         return loaded
 
     def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> "ViTEncoderOutput":
-        """The encoder's tokens (`base_model`, i.e. `self.livt` / `self.deit_lt`): `last_hidden_state [N, P + L, D]`."""
+        """The encoder's tokens (`base_model`, i.e. `self.livt` / `self.deit_lt`): `last_hidden_state [N, P + L, D]`.
+        Always a `ViTEncoderOutput` (the heads read its fields; `return_dict=False` is applied to the head's output)."""
+        kwargs["return_dict"] = True
         return self.base_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
 
     @property
     def loss_fn(self) -> nn.Module:
-        """The loss a forward with `labels` computes: the one the config's loss field names (`loss_type` for LiVT,
-        `cls_loss_type` for DeiT-LT's CLS head) with its prior; rebuilt when that field, `class_counts` or `bal_tau`
-        change. Held in a dict, not as a submodule: the loss has no weights to save."""
+        """The loss a forward with `labels` computes (per head, for DeiT-LT): the one the config's loss field names
+        (`loss_type` for LiVT, `cls_loss_type` for DeiT-LT) with its prior, or, with
+        `config.problem_type="multi_label_classification"`, BCE with logits over multi-hot labels (`build_labels_loss`);
+        rebuilt when that field, `problem_type`, `class_counts` or `bal_tau` change. Held in a dict, not as a
+        submodule: the loss has no weights to save."""
         config = self.config
-        key = (getattr(config, config.loss_field), tuple(config.class_counts or ()), config.bal_tau)
+        loss_type = getattr(config, config.loss_field)
+        key = (loss_type, tuple(config.class_counts or ()), config.bal_tau, config.problem_type)
         cache = self.__dict__.setdefault("_loss_cache", {})
         if key not in cache:
             config.validate_fields()
             cache.clear()
-            cache[key] = build_loss(key[0], config.class_counts, config.bal_tau)
+            cache[key] = build_labels_loss(key[0], config.class_counts, config.bal_tau, config.problem_type)
         return cache[key]
 
     def _after_load(self):

@@ -21,8 +21,9 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.utils.generic import can_return_tuple
 
-from .losses import SoftTargetCrossEntropy
+from .losses import build_labels_loss, check_problem_type
 
 SHORTCUT_TYPES = ("A", "B")
 
@@ -78,6 +79,7 @@ class ResNetCifarConfig(PreTrainedConfig):
                 raise ValueError(f"{name}={value!r} must be a positive integer.")
         if self.shortcut_type == "A" and self.base_width % 2:
             raise ValueError(f"base_width={self.base_width} must be even for option-A shortcuts (zero padding).")
+        check_problem_type(self.problem_type)
 
 
 class ResNetCifarShortcutA(nn.Module):
@@ -172,7 +174,9 @@ class ResNetCifarForImageClassification(ResNetCifarPreTrainedModel):
     """CIFAR ResNet (ResNet-32 by default) with a linear head.
 
     `forward(pixel_values [N, C, H, W], labels=None)` -> `ImageClassifierOutput(loss, logits [N, classes],
-    hidden_states)`; `labels` may be int `[N]` or soft `[N, classes]` (cross-entropy either way). With
+    hidden_states)`; `labels` may be int `[N]` or soft `[N, classes]` (cross-entropy either way), or multi-hot
+    `[N, classes]` under `config.problem_type="multi_label_classification"` (BCE with logits); `return_dict=False`
+    (argument or config) gives `output.to_tuple()`. With
     `output_hidden_states=True`, `hidden_states` = (stem, layer1, layer2, layer3) feature maps: a 32x32 input gives
     32x32, 32x32, 16x16 and 8x8 maps.
     """
@@ -196,8 +200,13 @@ class ResNetCifarForImageClassification(ResNetCifarPreTrainedModel):
             self.linear = ResNetCifarNormedLinear(in_planes, config.num_labels)
         else:
             self.linear = nn.Linear(in_planes, config.num_labels)
-        self.loss_fct = SoftTargetCrossEntropy()
         self.post_init()
+
+    @property
+    def loss_fct(self) -> nn.Module:
+        """The loss of `forward(labels=...)`: soft-target cross-entropy, or BCE with logits under
+        `config.problem_type="multi_label_classification"`; `"regression"` raises `ValueError`."""
+        return build_labels_loss("ce", problem_type=self.config.problem_type)
 
     def forward_features(self, pixel_values: torch.Tensor, output_hidden_states: bool = False):
         """`[N, C, H, W]` -> (pooled features `[N, 4 * base_width]`, feature maps or None)."""
@@ -214,12 +223,12 @@ class ResNetCifarForImageClassification(ResNetCifarPreTrainedModel):
         pooled = hidden_states.mean(dim=(2, 3))  # global average pooling
         return pooled, (tuple(maps) if output_hidden_states else None)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> ImageClassifierOutput:
         if output_hidden_states is None:
@@ -227,8 +236,7 @@ class ResNetCifarForImageClassification(ResNetCifarPreTrainedModel):
         pooled, maps = self.forward_features(pixel_values, output_hidden_states=bool(output_hidden_states))
         logits = self.linear(pooled)
         loss = self.loss_fct(logits, labels) if labels is not None else None
-        output = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=maps)
-        return output if return_dict is not False else output.to_tuple()
+        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=maps)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
