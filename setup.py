@@ -1,6 +1,13 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
+
+# the one place the version is kept: modeling_livt/__init__.py (read as text: importing the package needs torch)
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$', (Path(__file__).parent / "modeling_livt" / "__init__.py").read_text(encoding="utf-8"),
+    re.MULTILINE,
+).group(1)
 
 # console commands: livt-<name> -> modeling_livt_scripts._console.<function> (scripts/_console.py), which runs the
 # script's main() as `python scripts/<script>.py` would
@@ -9,7 +16,7 @@ CLI = {"mgp": "mgp", "finetune": "finetune", "teacher": "teacher", "deit-lt": "d
 
 setup(
     name="modeling_livt",
-    version="0.1.0",
+    version=VERSION,
     description="Hugging Face-native LiVT and DeiT-LT: vision transformers trained from scratch on long-tailed data",
     long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
@@ -45,7 +52,8 @@ setup(
     ],
     extras_require={
         "dev": [
-            "pytest>=8.0", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "ruff>=0.6", "hypothesis>=6.100", "timm>=1.0",
+            # timm, also the tests' reference peer, is a runtime dependency above
+            "pytest>=8.0", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "ruff>=0.6", "hypothesis>=6.100",
             "tensorboard>=2.15",
         ]
     },

@@ -108,3 +108,35 @@ def test_templates_come_from_the_checkout_when_not_installed(tmp_path):
     for method in ("livt", "deit_lt", "teacher"):
         card = write_model_card(tmp_path / method, method, "m", {"accuracy": 0.5}, [30, 10, 3], "digits").read_text()
         assert "Accuracy" in card and "| 50.00 % |" in card and "{{" not in card, method
+
+
+def test_build_metadata_has_one_version_and_one_timm():
+    """pyproject.toml names its build backend; the version lives only in modeling_livt/__init__.py (setup.py reads
+    it); each requirement is listed once across install_requires and the extras."""
+    import ast
+    import re
+
+    import modeling_livt
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]
+    assert build["build-backend"] == "setuptools.build_meta"
+    requires = [r.replace(" ", "") for r in build["requires"]]
+    assert "setuptools>=61" in requires and "wheel" in requires
+
+    setup_py = (ROOT / "setup.py").read_text(encoding="utf-8")
+    assert modeling_livt.__version__ not in setup_py  # not a second copy of the version
+    result = run([sys.executable, "setup.py", "--version"], cwd=ROOT)
+    assert result.stdout.strip().splitlines()[-1] == modeling_livt.__version__
+
+    nodes = ast.walk(ast.parse(setup_py))
+    (call,) = [n for n in nodes if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"]
+    kwargs = {k.arg: k.value for k in call.keywords}
+    requirements = ast.literal_eval(kwargs["install_requires"])
+    requirements += [r for extra in ast.literal_eval(kwargs["extras_require"]).values() for r in extra]
+    names = [re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in requirements]
+    assert names.count("timm") == 1 and len(names) == len(set(names)), names
