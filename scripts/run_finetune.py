@@ -22,6 +22,14 @@ class FinetuneScript(ViTClassificationScript):
     model_class = LiVTForImageClassification
     presets = LIVT_PRESETS
 
+    def check_flags(self) -> None:
+        super().check_flags()
+        if self.model_args.mask_ratio is not None:
+            raise ValueError(
+                f"--mask_ratio {self.model_args.mask_ratio}: fine-tuning masks no patches (the mask ratio is MGP's, "
+                "scripts/run_mgp.py). Drop --mask_ratio."
+            )
+
     def loss_fields(self) -> dict:
         return dict(loss_type=self.model_args.loss_type, bal_tau=self.model_args.bal_tau)
 

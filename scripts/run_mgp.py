@@ -5,33 +5,41 @@ At the end it draws `mgp_reconstructions.png` in the output dir: a few validatio
 the eval transform when there is no validation split), one row each: original / masked input / reconstruction /
 reconstruction with the visible patches pasted back in (`--num_reconstruction_images`, 0 = none).
 
+With `--model_name_or_path` (go on from a checkpoint) the explicit model flags apply on top of its config:
+`--mask_ratio`, `--drop_path_rate`, `--attn_implementation`, `--image_size` (position embeddings resized) and
+`--config_overrides` of fields that keep its weights; a flag that would change them (`--patch_size`, sizes, depths,
+heads) is refused, as are the fine-tuning flags MGP cannot honour (`--loss_type`, `--bal_tau`, mixing/RandAugment/
+erasing/smoothing).
+
     python scripts/run_mgp.py --dataset_name digits --imbalance_factor 10 --config_name tiny \
         --image_size 32 --patch_size 4 --output_dir outputs/mgp --num_train_epochs 100
 """
 
 from transformers import set_seed
 
-from modeling_livt import LiVTForMaskedImageModeling
 from modeling_livt.data.loading import DataArguments
 from trainers import AugmentationArguments, MGPTrainer, MGPTrainingArguments, ModelArguments
+from trainers.arguments import check_training_flags
 from trainers.cli import parse_args, setup_logging
-from trainers.mgp import save_reconstructions
-from trainers.workflow import build_config, prepare_data, push_and_end, train_and_save
+from trainers.mgp import build_mgp_model, check_mgp_flags, save_reconstructions
+from trainers.optim import check_optimizer_choice
+from trainers.workflow import PreparedData, prepare_data, push_and_end, train_and_save
+
+ARGUMENT_TYPES = (ModelArguments, DataArguments, AugmentationArguments, MGPTrainingArguments)
 
 
-def main(argv=None) -> dict:
-    """Pretrain with `argv` (default: the command line; or one .json file); returns the training metrics."""
-    model_args, data_args, aug_args, training_args = parse_args(
-        (ModelArguments, DataArguments, AugmentationArguments, MGPTrainingArguments), argv
-    )
+def build_trainer(argv=None) -> tuple[MGPTrainer, PreparedData]:
+    """Everything before training: the arguments of `argv` (checked before any data is loaded), the model, the data
+    and the trainer."""
+    model_args, data_args, aug_args, training_args = parse_args(ARGUMENT_TYPES, argv)
+    check_mgp_flags(model_args, aug_args)
+    check_training_flags(training_args)
+    check_optimizer_choice(training_args)
     training_args.remove_unused_columns = False
     setup_logging(training_args)
     set_seed(training_args.seed)
 
-    if model_args.model_name_or_path:
-        model = LiVTForMaskedImageModeling.from_pretrained(model_args.model_name_or_path)
-    else:
-        model = LiVTForMaskedImageModeling(build_config(model_args, mask_ratio=model_args.mask_ratio))
+    model = build_mgp_model(model_args)
     prepared = prepare_data(data_args, aug_args, training_args, model.config.image_size, stage="mgp")
     # the prior travels with the checkpoint, so fine-tuning and its card know the training split
     model.config.class_counts = prepared.data.class_counts
@@ -46,6 +54,13 @@ def main(argv=None) -> dict:
         data_collator=prepared.eval_collator,
         processing_class=prepared.image_processor,
     )
+    return trainer, prepared
+
+
+def main(argv=None) -> dict:
+    """Pretrain with `argv` (default: the command line; or one .json file); returns the training metrics."""
+    trainer, prepared = build_trainer(argv)
+    training_args = trainer.args
     train_metrics = train_and_save(trainer, training_args)
     if training_args.num_reconstruction_images > 0 and trainer.is_world_process_zero():
         save_reconstructions(

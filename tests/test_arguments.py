@@ -25,6 +25,10 @@ def test_explicit_steps_switch_the_strategy_and_no_eval_drops_best_model(cls):
     # --eval_steps alone: best-model loading needs saving at the same points
     args = parse(cls, "--eval_steps", "10")
     assert (args.eval_strategy, args.save_strategy, args.save_steps) == ("steps", "steps", 10)
+    # --save_steps alone: and evaluating at the same points (transformers refused the mismatch)
+    args = parse(cls, "--save_steps", "7")
+    assert (args.save_strategy, args.save_steps, args.eval_strategy, args.eval_steps) == ("steps", 7, "steps", 7)
+    assert args.load_best_model_at_end
     # explicit strategies are kept, our defaults apply otherwise
     args = parse(cls, "--save_strategy", "no", "--eval_strategy", "epoch", "--load_best_model_at_end", "false")
     assert (args.save_strategy, args.eval_strategy) == ("no", "epoch")

@@ -386,3 +386,87 @@ def test_streaming_two_processes_see_each_example_once_per_epoch(tmp_path):
     assert len(per_process) == 2 and all(per_process)  # both processes received batches
     everything = [i for indices in per_process for i in indices]
     assert len(everything) == len(set(everything)) == seen["num_examples"]
+
+
+# ----------------------------------------------------------------------------------------- model flags on a checkpoint
+@pytest.fixture(scope="module")
+def tiny_mgp_checkpoint(tmp_path_factory):
+    """A tiny saved MGP model (32 px, patch 4, mask ratio 0.75), as run_mgp.py saves one."""
+    import modeling_livt as ml
+    from tests.helpers import tiny_livt_config
+
+    out = tmp_path_factory.mktemp("tiny_mgp")
+    torch.manual_seed(0)
+    ml.LiVTForMaskedImageModeling(tiny_livt_config()).save_pretrained(out)
+    return out
+
+
+def _mgp_from(checkpoint, tmp_path, *flags):
+    return run_mgp.build_trainer(DATA + FAST + ["--model_name_or_path", str(checkpoint), "--output_dir",
+                                                str(tmp_path), *flags])
+
+
+def test_mgp_from_a_checkpoint_applies_the_explicit_model_flags(tiny_mgp_checkpoint, tmp_path):
+    from safetensors.torch import load_file
+
+    trainer, prepared = _mgp_from(
+        tiny_mgp_checkpoint, tmp_path, "--mask_ratio", "0.5", "--image_size", "64", "--drop_path_rate", "0.1",
+        "--config_overrides", "norm_pix_loss=false,layer_norm_eps=1e-05,hidden_size=32", "--patch_size", "4",
+        "--attn_implementation", "eager",
+    )
+    model, config = trainer.model, trainer.model.config
+    assert (config.mask_ratio, config.image_size, config.drop_path_rate) == (0.5, 64, 0.1)
+    assert (config.norm_pix_loss, config.layer_norm_eps, config._attn_implementation) == (False, 1e-5, "eager")
+    # --image_size: position embeddings resized to the 16 x 16 grid, the data transformed to 64 px
+    assert model.livt.embeddings.position_embeddings.shape[1] == model.decoder.decoder_pos_embed.shape[1] == 257
+    assert prepared.image_processor.crop_size["height"] == 64
+    # the checkpoint's weights, and the mask ratio in the forward
+    saved = load_file(str(tiny_mgp_checkpoint / "model.safetensors"))
+    torch.testing.assert_close(model.livt.layers[0].mlp.fc1.weight, saved["livt.layers.0.mlp.fc1.weight"])
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 64, 64)).mask.mean().item() == 0.5
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--patch_size", "8"], r"--patch_size 8 \(the checkpoint has patch_size=4\)"),
+        (["--config_overrides", "hidden_size=64"], r"--config_overrides hidden_size=64 \(the checkpoint has "),
+        (["--config_overrides", "num_attention_heads=4"], r"num_attention_heads=4 \(the checkpoint has "),
+        (["--config_overrides", "decoder_num_hidden_layers=2"], r"decoder_num_hidden_layers=2 \(the checkpoint"),
+        (["--config_name", "base"], "--config_name base builds a model from scratch"),
+        (["--mask_ratio", "1.0"], r"mask_ratio=1.0 must be in \[0, 1\)"),
+        (["--loss_type", "bce"], "--loss_type bce: MGP's loss is the masked-patch reconstruction"),
+        (["--mixup", "0.5"], "--mixup 0.5: MGP trains on MAE's transform"),
+    ],
+)
+def test_mgp_from_a_checkpoint_refuses_what_its_weights_cannot_take(tiny_mgp_checkpoint, tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        _mgp_from(tiny_mgp_checkpoint, tmp_path, *flags)
+
+
+def test_finetune_from_a_checkpoint_applies_or_refuses_the_model_flags(tiny_mgp_checkpoint, tmp_path):
+    base = DATA + FAST + ["--model_name_or_path", str(tiny_mgp_checkpoint), "--output_dir", str(tmp_path)]
+    script = run_finetune.FinetuneScript(base + ["--config_overrides", "pooling=cls,layer_norm_eps=1e-05",
+                                                 "--image_size", "16"])
+    trainer = script.build_trainer()
+    assert (trainer.model.config.pooling, trainer.model.config.layer_norm_eps) == ("cls", 1e-5)
+    assert trainer.model.config.image_size == 16 and script.prepared.image_processor.size["height"] == 16
+    for flags, message in [(["--config_overrides", "intermediate_size=128"], "intermediate_size=128 .the checkpoint"),
+                           (["--patch_size", "2"], "--patch_size 2 .the checkpoint has patch_size=4."),
+                           (["--config_name", "small"], "--config_name small builds a model from scratch")]:
+        with pytest.raises(ValueError, match=message):
+            run_finetune.FinetuneScript(base + flags).build_trainer()
+
+
+def test_optim_is_refused_before_the_data_is_loaded(tmp_path, monkeypatch):
+    import trainers.script_builder as builder
+
+    monkeypatch.setattr(builder, "prepare_data", lambda *a, **k: pytest.fail("data loaded before the refusal"))
+    with pytest.raises(ValueError, match="--optim adamw_8bit is not supported.*adamw_torch_fused, adamw_torch, sgd"):
+        run_finetune.main(DATA + TINY + FAST + ["--output_dir", str(tmp_path), "--optim", "adamw_8bit"])
+    with pytest.raises(ValueError, match="--optim galore_adamw is not supported"):
+        run_mgp.main(DATA + TINY + FAST + ["--output_dir", str(tmp_path), "--optim", "galore_adamw"])
+    script = run_finetune.FinetuneScript(DATA + TINY + FAST + ["--output_dir", str(tmp_path), "--optim", "adagrad"])
+    monkeypatch.undo()
+    assert type(script.build_trainer().create_optimizer()) is torch.optim.Adagrad

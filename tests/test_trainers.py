@@ -237,3 +237,67 @@ def test_create_model_card_uses_our_writer(tmp_path):
     trainer.create_model_card(model_name="x")
     assert written == [True]
 
+
+
+# ------------------------------------------------------------------------------------------------- --optim
+def _optimizer_for(tmp_path, optim, **kw):
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS))
+    args = _args(tmp_path, max_steps=1, optim=optim, weight_decay=0.05, layer_decay=0.5, **kw)
+    trainer = BalancedTrainer(model=model, args=args, train_dataset=_tensor_dataset()[0])
+    return model, trainer.create_optimizer()
+
+
+def _group_of(model, optimizer, name):
+    param = dict(model.named_parameters())[name]
+    return next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+
+
+@pytest.mark.parametrize(
+    "optim, expected",
+    [("sgd", torch.optim.SGD), ("adafactor", "Adafactor"), ("adagrad", torch.optim.Adagrad),
+     ("rmsprop", torch.optim.RMSprop), ("adamw_torch", torch.optim.AdamW)],
+)
+def test_optim_flag_builds_trainers_optimizer_on_our_groups(tmp_path, optim, expected):
+    from transformers.optimization import Adafactor
+
+    expected = Adafactor if expected == "Adafactor" else expected
+    model, optimizer = _optimizer_for(tmp_path, optim)
+    assert type(optimizer) is expected
+    # our groups: no decay on biases/norms/tokens, the layer-decay scales on the learning rate (1e-3)
+    assert _group_of(model, optimizer, "livt.embeddings.cls_token")["weight_decay"] == 0.0
+    assert _group_of(model, optimizer, "classifier.bias")["weight_decay"] == 0.0
+    assert _group_of(model, optimizer, "livt.layers.0.mlp.fc1.weight")["weight_decay"] == 0.05
+    assert _group_of(model, optimizer, "livt.layers.0.mlp.fc1.weight")["lr"] == pytest.approx(1e-3 * 0.5**2)
+    assert _group_of(model, optimizer, "classifier.weight")["lr"] == pytest.approx(1e-3)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_optim_args_reach_the_optimizer_and_the_default_stays_fused_adamw(tmp_path):
+    _, optimizer = _optimizer_for(tmp_path / "sgd", "sgd", optim_args="momentum=0.9,nesterov=true")
+    assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["nesterov"] is True
+    for optim in (None, "adamw_torch_fused"):  # left at the default, or the default given explicitly
+        kw = {} if optim is None else {"optim": optim}
+        model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS))
+        args = _args(tmp_path / str(optim), max_steps=1, adam_beta2=0.95, **kw)
+        optimizer = BalancedTrainer(model=model, args=args, train_dataset=_tensor_dataset()[0]).create_optimizer()
+        assert type(optimizer) is torch.optim.AdamW and optimizer.defaults["fused"] is True
+        assert optimizer.defaults["betas"] == (0.9, 0.95)
+
+
+@pytest.mark.parametrize("optim", ["adamw_8bit", "galore_adamw", "lomo", "adamw_torch_xla", "schedule_free_adamw"])
+def test_optim_that_cannot_take_our_groups_is_refused_at_start_up(tmp_path, optim):
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS))
+    message = rf"--optim {optim} is not supported.*adamw_torch_fused, adamw_torch, sgd, adagrad, rmsprop, adafactor"
+    with pytest.raises(ValueError, match=message):
+        BalancedTrainer(model=model, args=_args(tmp_path, max_steps=1, optim=optim),
+                        train_dataset=_tensor_dataset()[0])
+
+
+def test_optimizer_cls_and_kwargs_of_the_trainer_take_our_groups(tmp_path):
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS))
+    trainer = BalancedTrainer(model=model, args=_args(tmp_path, max_steps=1, layer_decay=0.5),
+                              train_dataset=_tensor_dataset()[0],
+                              optimizer_cls_and_kwargs=(torch.optim.SGD, {"lr": 0.1, "momentum": 0.5}))
+    optimizer = trainer.create_optimizer()
+    assert type(optimizer) is torch.optim.SGD and optimizer.defaults["momentum"] == 0.5
+    assert _group_of(model, optimizer, "livt.layers.0.mlp.fc1.weight")["lr"] == pytest.approx(1e-3 * 0.5**2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from transformers import TrainingArguments
 from transformers.integrations import is_tensorboard_available
@@ -21,6 +21,46 @@ INDEX_BOUNDS_HELP = (
     "name or training folder; an error when it names none) or an explicit 'HEAD_END,TAIL_START'. Default: off (only "
     "the many/medium/few count groups)."
 )
+
+
+def field_default(arguments, name: str):
+    """The default of the dataclass field `name` of `arguments` (an instance or a dataclass)."""
+    declared = next(f for f in fields(arguments) if f.name == name)
+    return declared.default_factory() if declared.default is MISSING else declared.default
+
+
+def explicit_flags(arguments, names) -> list[str]:
+    """`--name value` for those of `names` that `arguments` (a parsed dataclass) holds at another value than the
+    field's default: the flags the user gave (a flag given at its default value changes nothing)."""
+    return [f"--{name} {_flag_value(getattr(arguments, name))}" for name in names
+            if getattr(arguments, name) != field_default(arguments, name)]
+
+
+def _flag_value(value) -> str:
+    """A value as the command line writes it (`true`, not `True`)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def refuse_flags(arguments, names, reason: str) -> None:
+    """`ValueError` naming the flags of `names` the user gave (`explicit_flags`) and `reason` (what works instead)."""
+    given = explicit_flags(arguments, names)
+    if given:
+        raise ValueError(f"{', '.join(given)}: {reason}")
+
+
+def check_training_flags(training_args) -> None:
+    """Refuse the training flags of a script that would change nothing (`ValueError` naming them): those that only
+    act with another flag the user left off, and `--learning_rate` given with `--base_learning_rate` (which sets the
+    learning rate)."""
+    if not getattr(training_args, "freeze_encoder", False):
+        refuse_flags(training_args, ["reinit_head"], "it only acts with --freeze_encoder true (cRT); add that flag.")
+    if not getattr(training_args, "model_ema", False):
+        refuse_flags(training_args, ["model_ema_decay", "model_ema_force_cpu"],
+                     "they set the EMA of the weights, which is off: add --model_ema true.")
+    if getattr(training_args, "base_learning_rate", None) is not None:
+        refuse_flags(training_args, ["learning_rate"],
+                     f"--base_learning_rate {training_args.base_learning_rate} sets the learning rate (base * "
+                     "effective batch / 256); give one of the two.")
 
 
 @dataclass
@@ -132,9 +172,12 @@ class ModelArguments(ViTModelArguments):
 
     loss_type: str | None = field(
         default=None,
-        metadata={"help": "bal_bce (default), bal_ce, bce or ce.", "choices": ["bal_bce", "bal_ce", "bce", "ce"]},
+        metadata={"help": "bal_bce (default), bal_ce, bce or ce (fine-tuning; run_mgp.py refuses it).",
+                  "choices": ["bal_bce", "bal_ce", "bce", "ce"]},
     )
-    mask_ratio: float | None = field(default=None, metadata={"help": "MGP mask ratio (0.75)."})
+    mask_ratio: float | None = field(
+        default=None, metadata={"help": "MGP mask ratio (0.75; also on top of a checkpoint). run_mgp.py only."}
+    )
 
 
 @dataclass
@@ -188,7 +231,8 @@ class FinetuneTrainingArguments(LongTailTrainingArguments):
     def _apply_explicit_flags(self):
         """Our defaults (evaluate and save every epoch, keep the best model) differ from `TrainingArguments`'; an
         explicit flag of the user must never be ignored or made to fail by them: `--save_steps`/`--eval_steps` switch
-        their strategy (still our default "epoch") to "steps", and without evaluation there is no best model to keep."""
+        their strategy (still our default "epoch") to "steps" (the other one follows, for the best model), and without
+        evaluation there is no best model to keep."""
         if self.eval_steps is not None and self.eval_strategy == "epoch":
             logger.info("--eval_steps %s given: eval_strategy 'steps'", self.eval_steps)
             self.eval_strategy = "steps"
@@ -201,5 +245,8 @@ class FinetuneTrainingArguments(LongTailTrainingArguments):
         if self.load_best_model_at_end and self.eval_strategy == "steps" and self.save_strategy == "epoch":
             # best-model loading needs matching strategies: save where we evaluate
             self.save_strategy, self.save_steps = "steps", self.save_steps or self.eval_steps
+        if self.load_best_model_at_end and self.save_strategy == "steps" and self.eval_strategy == "epoch":
+            # ... and, --save_steps alone, evaluate where we save
+            self.eval_strategy, self.eval_steps = "steps", self.eval_steps or self.save_steps
         if self.save_steps is None:
             self.save_steps = 500  # TrainingArguments' default

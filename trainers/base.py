@@ -1,6 +1,7 @@
-"""What every trainer of the package shares: the MAE learning-rate rule, AdamW parameter groups (no decay on
-biases/norms/tokens, optional layer-wise decay), a separate eval collator, our model card, a loud NaN guard, atomic
-checkpoints, a strict resume and an optional model EMA (saved and resumed with the checkpoints)."""
+"""What every trainer of the package shares: the MAE learning-rate rule, the optimizer of `--optim` (fused AdamW by
+default) over our parameter groups (no decay on biases/norms/tokens, optional layer-wise decay), a separate eval
+collator, our model card, a loud NaN guard, atomic checkpoints, a strict resume and an optional model EMA (saved and
+resumed with the checkpoints)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from modeling_livt.hub.repos import check_hub_offline
 from .class_sampling import ClassAwareSampler, dataset_labels, training_epochs
 from .ema import EMA_DIR_NAME, EMA_WEIGHTS_NAME, ModelEMACallback, check_ema_checkpoint
 from .freezing import freeze_encoder
-from .optim import param_groups, scaled_learning_rate
+from .optim import build_optimizer, check_optimizer_choice, scaled_learning_rate
 from .sampling import AugmentationEpochCallback, RepeatedAugmentationSampler, repeat_rows, seeded_transforms
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class LongTailTrainerMixin:
     def __init__(self, *args, **kwargs):
         check_hub_access(kwargs.get("args", args[1] if len(args) > 1 else None))  # Trainer creates the repo in init
         super().__init__(*args, **kwargs)
+        self._check_optimizer_choice()
         self.add_callback(AugmentationEpochCallback(self))  # every epoch draws new (seeded) augmentations
         self._setup_class_aware_sampling()  # before repeated augmentation copies the rows: labels of the images
         self._setup_repeated_augmentation()
@@ -127,19 +129,19 @@ class LongTailTrainerMixin:
             self.args.learning_rate = scaled_learning_rate(base_lr, effective_batch)
 
     def create_optimizer(self, model=None):
+        """`--optim` over our parameter groups (`optim.build_optimizer`): fused AdamW at the default, else the
+        optimizer Trainer chooses for the flag (or the trainer's `optimizer_cls_and_kwargs`)."""
         if self.optimizer is None:
             opt_model = self.model if model is None else model
-            layer_decay = getattr(self.args, "layer_decay", None)
-            groups = param_groups(opt_model, self.args.weight_decay, layer_decay)
-            for group in groups:
-                group["lr"] = self.args.learning_rate * group.pop("lr_scale")
-            betas = (self.args.adam_beta1, self.args.adam_beta2)
-            # fused: one kernel for all parameters (5.6x faster optimizer step on CPU for 78M parameters, bench/)
-            fused = self.args.device.type in ("cpu", "cuda")
-            self.optimizer = torch.optim.AdamW(
-                groups, lr=self.args.learning_rate, betas=betas, eps=self.args.adam_epsilon, fused=fused
-            )
+            self.optimizer = build_optimizer(opt_model, self.args, self.optimizer_cls_and_kwargs)
         return self.optimizer
+
+    def _check_optimizer_choice(self):
+        """`--optim` is refused now, before any training, when our optimizer would be built and cannot honour it
+        (a subclass with an optimizer of its own, e.g. SAM, decides for itself)."""
+        builds_ours = type(self).create_optimizer is LongTailTrainerMixin.create_optimizer
+        if builds_ours and self.optimizer is None and self.optimizer_cls_and_kwargs is None:
+            check_optimizer_choice(self.args)
 
     @contextlib.contextmanager
     def _collator(self, collator):

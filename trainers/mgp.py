@@ -1,5 +1,5 @@
-"""Stage 1 of LiVT: masked generative pretraining with AdamW (0.9, 0.95) and the MAE lr rule, and the reconstruction
-grid drawn at the end of it."""
+"""Stage 1 of LiVT: masked generative pretraining with AdamW (0.9, 0.95) and the MAE lr rule, the reconstruction grid
+drawn at the end of it, and the model and flag checks of scripts/run_mgp.py."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ import os
 import numpy as np
 import torch
 from datasets import IterableDataset
-from transformers import Trainer
+from transformers import PreTrainedConfig, Trainer
 
 from modeling_livt.data.transforms import EvalTransform
 from modeling_livt.evaluation.plots import mgp_reconstruction_grid, plot_mgp_reconstructions
+from modeling_livt.models.configuration_livt import LiVTConfig
+from modeling_livt.models.modeling_livt import LiVTForMaskedImageModeling
 
+from .arguments import refuse_flags
 from .base import LongTailTrainerMixin
+from .script_builder import CHECKPOINT_WEIGHT_FIELDS, MGP_DECODER_WEIGHT_FIELDS, checkpoint_config_changes
+from .workflow import build_config
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +85,47 @@ def save_reconstructions(model, prepared, output_dir, num_images: int, seed: int
     )
     logger.info("MGP reconstructions of %d %s images written to %s", pixel_values.shape[0], split_name, path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The model of scripts/run_mgp.py
+# ---------------------------------------------------------------------------------------------------------------------
+# Fine-tuning augmentation that MGP does not use: its transform is MAE's (random resized crop + flip), unmixed.
+FINETUNE_AUGMENTATION_FLAGS = ("mixup", "cutmix", "mixup_switch_prob", "mixup_prob", "label_smoothing", "rand_augment",
+                               "auto_augment", "random_erasing")
+
+
+def check_mgp_flags(model_args, aug_args) -> None:
+    """Refuse the flags of the shared argument dataclasses that MGP cannot honour (`ValueError` naming them): the
+    classification loss (MGP has none) and the fine-tuning augmentation given at other values than their defaults."""
+    given = [f"--{name} {getattr(model_args, name)}" for name in ("loss_type", "bal_tau")
+             if getattr(model_args, name) is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: MGP's loss is the masked-patch reconstruction, it has no classification loss. Give "
+            "the loss to the fine-tuning (scripts/run_finetune.py --loss_type/--bal_tau)."
+        )
+    refuse_flags(
+        aug_args, FINETUNE_AUGMENTATION_FLAGS,
+        "MGP trains on MAE's transform (random resized crop + horizontal flip), without mixing, RandAugment, label "
+        "smoothing or erasing; these are fine-tuning flags (scripts/run_finetune.py). Of the augmentation flags, MGP "
+        "takes --normalization.",
+    )
+
+
+def build_mgp_model(model_args) -> LiVTForMaskedImageModeling:
+    """The model to pretrain: from `--config_name` and the model flags, or `--model_name_or_path` with the explicit
+    model flags applied on top of its config: `--mask_ratio`, `--drop_path_rate`, `--attn_implementation`,
+    `--image_size` (position embeddings resized) and `--config_overrides` of fields that keep the weights
+    (`script_builder.checkpoint_config_changes` refuses the others, and `--patch_size` or `--config_name` changes)."""
+    if not model_args.model_name_or_path:
+        return LiVTForMaskedImageModeling(build_config(model_args, mask_ratio=model_args.mask_ratio))
+    checkpoint_config = PreTrainedConfig.get_config_dict(model_args.model_name_or_path)[0]
+    kwargs = checkpoint_config_changes(model_args, checkpoint_config, LiVTConfig,
+                                       CHECKPOINT_WEIGHT_FIELDS + MGP_DECODER_WEIGHT_FIELDS)
+    for name in ("mask_ratio", "drop_path_rate", "attn_implementation"):
+        if getattr(model_args, name) is not None:
+            kwargs[name] = getattr(model_args, name)
+    model = LiVTForMaskedImageModeling.from_pretrained(model_args.model_name_or_path, **kwargs)
+    model.config.validate_fields()  # the values set on top of the checkpoint's config
+    return model

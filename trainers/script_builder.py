@@ -10,6 +10,7 @@ its JSON and plots, the model card, the push and the end of the process group.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -17,13 +18,16 @@ from functools import cached_property
 
 from transformers import PreTrainedConfig, PreTrainedModel, Trainer, TrainingArguments, set_seed
 
+from modeling_livt.config_overrides import parse_config_overrides
 from modeling_livt.data.loading import DataArguments
 from modeling_livt.hub.model_card import write_model_card
 from modeling_livt.models.configuration_vit import POSTHOC_FIELDS
 
-from .arguments import AugmentationArguments
+from .arguments import AugmentationArguments, check_training_flags, field_default
+from .base import LongTailTrainerMixin
 from .class_sampling import SAMPLER_DESCRIPTIONS
 from .cli import parse_args, setup_logging
+from .optim import check_optimizer_choice
 from .workflow import (
     PreparedData,
     build_config,
@@ -63,6 +67,15 @@ class ClassificationScript(ABC):
         self.model: PreTrainedModel | None = None
         self.recipe: dict = {}
         self.test_metrics: dict = {}  # filled by the test evaluation; the card writer reads it
+        self.check_flags()
+
+    def check_flags(self) -> None:
+        """Refuse, before any data is loaded, the flags this script cannot honour (`ValueError` naming them): training
+        flags that would change nothing (`check_training_flags`) and an `--optim` that our optimizer cannot build (a
+        trainer with an optimizer of its own, e.g. SAM, decides)."""
+        check_training_flags(self.training_args)
+        if self.trainer_class.create_optimizer is LongTailTrainerMixin.create_optimizer:
+            check_optimizer_choice(self.training_args)
 
     def arguments_of(self, dataclass_type: type):
         """The parsed instance of `dataclass_type` (or of a subclass of it)."""
@@ -88,6 +101,12 @@ class ClassificationScript(ABC):
     # ----------------------------------------------------------------------------------------------- the run
     def run(self) -> dict:
         """Train, evaluate on the test split once and write the card; returns the test metrics."""
+        trainer = self.build_trainer()
+        return self.train_and_evaluate(trainer)
+
+    def build_trainer(self) -> Trainer:
+        """Everything before training: logging and seed, the data, the model and the trainer (with its callbacks),
+        ready to `train_and_evaluate`."""
         setup_logging(self.training_args)
         set_seed(self.training_args.seed)
         self.image_size = self.input_size()
@@ -106,7 +125,7 @@ class ClassificationScript(ABC):
             **self.trainer_kwargs(),
         )
         self.recipe = self.recipe_lines()  # after the trainer: it sets the learning rate of --base_learning_rate
-        return self.train_and_evaluate(trainer)
+        return trainer
 
     def train_and_evaluate(self, trainer) -> dict:
         """Train and save, evaluate on the validation split, evaluate the test split once (never used for selection)
@@ -163,9 +182,17 @@ class ViTClassificationScript(ClassificationScript):
             return None
         return PreTrainedConfig.get_config_dict(self.model_args.model_name_or_path)[0]
 
+    @cached_property
+    def checkpoint_changes(self) -> dict:
+        """The config fields the explicit model flags set on top of `--model_name_or_path`'s config
+        (`checkpoint_config_changes`; a flag the checkpoint's weights cannot take is refused here)."""
+        if self.checkpoint_config is None:
+            return {}
+        return checkpoint_config_changes(self.model_args, self.checkpoint_config, self.model_class.config_class)
+
     def input_size(self) -> int:
         if self.checkpoint_config is not None:
-            return self.model_args.image_size or self.checkpoint_config["image_size"]
+            return self.checkpoint_changes.get("image_size", self.checkpoint_config["image_size"])
         return build_config(self.model_args, self.model_class.config_class, self.presets).image_size
 
     def loss_fields(self) -> dict:
@@ -183,7 +210,8 @@ class ViTClassificationScript(ClassificationScript):
             return self.model_class(build_config(self.model_args, self.model_class.config_class, self.presets,
                                                  **fields))
         # post-hoc values fitted for the checkpoint's weights would be stale for the weights trained here
-        kwargs = dict(fields, image_size=self.image_size, **dict.fromkeys(POSTHOC_FIELDS))
+        kwargs = dict(self.checkpoint_changes, **fields, image_size=self.image_size,
+                      **dict.fromkeys(POSTHOC_FIELDS))
         if self.model_args.attn_implementation:
             kwargs["attn_implementation"] = self.model_args.attn_implementation
         return self.load_pretrained(self.model_args.model_name_or_path, **kwargs)
@@ -191,6 +219,57 @@ class ViTClassificationScript(ClassificationScript):
     def load_pretrained(self, model_name_or_path: str, **kwargs) -> PreTrainedModel:
         """`model_class.from_pretrained`; a script may start from another architecture's checkpoint instead."""
         return self.model_class.from_pretrained(model_name_or_path, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model flags on top of a checkpoint
+# ---------------------------------------------------------------------------------------------------------------------
+# Config fields that define a checkpoint's weights: their shapes, or how the same tensors are read (head count,
+# activation). No flag can change them on top of a checkpoint. `image_size` can: the position embeddings are resized
+# (bicubic, MAE's `interpolate_pos_embed`; the MGP decoder's fixed sin-cos ones are recomputed).
+CHECKPOINT_WEIGHT_FIELDS = ("patch_size", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                            "intermediate_size", "hidden_act", "qkv_bias")
+# ... and the MGP decoder's, for a model that keeps it (run_mgp.py)
+MGP_DECODER_WEIGHT_FIELDS = ("decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
+                             "decoder_intermediate_size")
+
+
+def checkpoint_config_changes(model_args, checkpoint_config: dict, config_class,
+                              weight_fields=CHECKPOINT_WEIGHT_FIELDS) -> dict:
+    """The config fields that `--config_overrides`, `--image_size` and `--patch_size` set on top of the config of the
+    checkpoint `--model_name_or_path` (`checkpoint_config`, its config.json as a dict), to pass to `from_pretrained`
+    (`image_size` resizes the position embeddings). `--image_size` wins over an `image_size=` override, as when
+    building from a preset.
+
+    Raises `ValueError` naming the flag for what the checkpoint's weights cannot take: a `weight_fields` value other
+    than the checkpoint's, or `--config_name` (it builds a model from scratch) at another value than its default."""
+    path = model_args.model_name_or_path
+    if model_args.config_name != field_default(model_args, "config_name"):
+        raise ValueError(
+            f"--config_name {model_args.config_name} builds a model from scratch, but --model_name_or_path {path} "
+            "brings its own model and config: drop --config_name. --config_overrides (fields that keep the "
+            "checkpoint's weights), --image_size and the other model flags apply on top of the checkpoint's config."
+        )
+    changes = {name: (value, f"--config_overrides {name}={value}")
+               for name, value in parse_config_overrides(model_args.config_overrides, config_class).items()}
+    for name in ("image_size", "patch_size"):
+        value = getattr(model_args, name, None)
+        if value is not None:
+            changes[name] = (value, f"--{name} {value}")
+    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
+    refused = []
+    for name, (value, flag) in changes.items():
+        saved = checkpoint_config.get(name, defaults.get(name))
+        if name in weight_fields and value != saved:
+            refused.append(f"{flag} (the checkpoint has {name}={saved})")
+    if refused:
+        raise ValueError(
+            f"{'; '.join(refused)}: the weights of --model_name_or_path {path} are defined by "
+            f"{', '.join(weight_fields)}, which no flag can change on top of them. Drop the flag (or give the "
+            "checkpoint's value), or train from scratch with --config_name. What applies on a checkpoint: "
+            "--image_size (position embeddings resized) and --config_overrides of the other fields."
+        )
+    return {name: value for name, (value, _) in changes.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
