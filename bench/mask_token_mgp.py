@@ -33,7 +33,7 @@ class MaskTokenMGP(nn.Module):
         patches = patches + pos_embed[:, 1:]
         cls = embeddings.cls_token + pos_embed[:, :1]
         hidden_states = torch.cat([cls.expand(batch_size, -1, -1), patches], dim=1)  # [N, 1 + L, D]
-        hidden_states = self.mgp.livt.layers(hidden_states)  # the encoder's ViTEncoder on all tokens
+        hidden_states = self.mgp.livt.layers(hidden_states)  # the encoder's LongTailViTEncoder on all tokens
         hidden_states = self.mgp.livt.layernorm(hidden_states)
         decoder = self.mgp.decoder
         hidden_states = decoder.decoder_embed(hidden_states) + decoder.decoder_pos_embed  # already in patch order

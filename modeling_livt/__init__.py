@@ -14,7 +14,7 @@ from .data.long_tail import long_tailed_counts, make_long_tailed
 from .evaluation.metrics import long_tail_metrics
 from .models.configuration_deit_lt import DEIT_LT_PRESETS, DeiTLTConfig
 from .models.configuration_livt import LIVT_PRESETS, LiVTConfig
-from .models.configuration_vit import ViTEncoderConfig
+from .models.configuration_vit import LongTailViTEncoderConfig
 from .models.losses import (
     BalancedBCELoss,
     BalancedCELoss,
@@ -32,7 +32,12 @@ from .models.modeling_deit_lt import (
     DeiTLTPreTrainedModel,
 )
 from .models.modeling_livt import LiVTForImageClassification, LiVTForMaskedImageModeling, LiVTModel, LiVTPreTrainedModel
-from .models.modeling_vit import ViTEncoder, ViTEncoderModel, ViTLayer, ViTPreTrainedModel
+from .models.modeling_vit import (
+    LongTailViTEncoder,
+    LongTailViTEncoderModel,
+    LongTailViTLayer,
+    LongTailViTPreTrainedModel,
+)
 from .models.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification, convert_paco_resnet32_state_dict
 
 __version__ = "0.1.0"
@@ -78,14 +83,14 @@ __all__ = [
     "LiVTForMaskedImageModeling",
     "LiVTModel",
     "LiVTPreTrainedModel",
+    "LongTailViTEncoder",
+    "LongTailViTEncoderConfig",
+    "LongTailViTEncoderModel",
+    "LongTailViTLayer",
+    "LongTailViTPreTrainedModel",
     "ResNetCifarConfig",
     "ResNetCifarForImageClassification",
     "SoftTargetCrossEntropy",
-    "ViTEncoder",
-    "ViTEncoderConfig",
-    "ViTEncoderModel",
-    "ViTLayer",
-    "ViTPreTrainedModel",
     "build_loss",
     "class_balanced_weights",
     "convert_paco_resnet32_state_dict",

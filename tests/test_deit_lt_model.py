@@ -48,6 +48,20 @@ def test_forward_shapes_and_logits_are_the_mean_of_both_heads():
     assert not torch.equal(out.cls_logits, out.distillation_logits)
 
 
+def test_forward_is_forward_features_then_forward_head():
+    torch.manual_seed(0)
+    model = ml.DeiTLTForImageClassification(tiny_config()).eval()
+    x = _pixels(2)
+    tokens = model.forward_features(x).last_hidden_state  # [N, 2 + L, D], final-normed
+    cls_features, distillation_features = model.forward_head(tokens, pre_logits=True)
+    assert torch.equal(cls_features, tokens[:, 0]) and torch.equal(distillation_features, tokens[:, 1])
+    cls_logits, distillation_logits = model.forward_head(tokens)
+    out = model(x)
+    torch.testing.assert_close(out.cls_logits, cls_logits)
+    torch.testing.assert_close(out.distillation_logits, distillation_logits)
+    torch.testing.assert_close(out.logits, (cls_logits + distillation_logits) / 2)
+
+
 def test_token_layout_and_position_embeddings_cover_all_tokens():
     model = ml.DeiTLTModel(tiny_config()).eval()
     emb = model.embeddings

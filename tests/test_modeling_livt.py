@@ -244,6 +244,88 @@ def test_pos_embed_interpolation_to_new_resolution(tmp_path):
     assert clf(_pixels(1, 32), interpolate_pos_encoding=True).logits.shape == (1, 4)
 
 
+def test_mgp_interpolate_pos_encoding_runs_at_another_size():
+    torch.manual_seed(0)
+    model = ml.LiVTForMaskedImageModeling(tiny_livt_config()).eval()  # configured for 32 px: an 8x8 grid
+    x = _pixels(2, size=48)  # a 12x12 grid
+    with pytest.raises(ValueError, match="interpolate_pos_encoding"):
+        model(x)
+    noise = torch.rand(2, 144, generator=torch.Generator().manual_seed(5))
+    out = model(x, noise=noise, interpolate_pos_encoding=True)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert out.logits.shape == (2, 144, 48) and out.mask.shape == (2, 144) and out.mask.sum(1).tolist() == [108, 108]
+    torch.testing.assert_close(out.loss, model.forward_loss(x, out.logits, out.mask))
+    assert torch.equal(model(x, noise=noise, interpolate_pos_encoding=True).loss, out.loss)
+    # the stored (configured-size) position embeddings are left as they are
+    assert model.livt.embeddings.position_embeddings.shape == (1, 1 + 64, 32)
+    assert model.decoder.decoder_pos_embed.shape == (1, 1 + 64, 32)
+
+    # encoder and decoder interpolate their 2-D sin-cos tables bicubically (MAE's interpolate_pos_embed)
+    def bicubic(pos, grid):
+        patches = pos[:, 1:].reshape(1, 8, 8, -1).permute(0, 3, 1, 2)
+        patches = torch.nn.functional.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
+        return torch.cat([pos[:, :1], patches.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)], dim=1)
+
+    decoder_pos = model.decoder.decoder_pos_embed.detach()
+    torch.testing.assert_close(model.decoder.position_embeddings_for((12, 12)), bicubic(decoder_pos, (12, 12)))
+    assert model.decoder.position_embeddings_for((8, 8)) is model.decoder.decoder_pos_embed
+    encoder_pos = model.livt.embeddings.position_embeddings_for(48, 48, interpolate=True)
+    torch.testing.assert_close(encoder_pos, bicubic(model.livt.embeddings.position_embeddings.detach(), (12, 12)))
+    # non-square inputs too (patch grid 8 x 12)
+    wide = torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(6))
+    out = model(wide, interpolate_pos_encoding=True)
+    assert out.logits.shape == (2, 96, 48) and torch.isfinite(out.loss)
+    # and the configured size is unchanged by the flag
+    x32 = _pixels(2)
+    noise32 = torch.rand(2, 64, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(model(x32, noise=noise32, interpolate_pos_encoding=True).loss, model(x32, noise=noise32).loss)
+
+
+def test_mgp_interpolate_pos_encoding_trains():
+    torch.manual_seed(0)
+    model = ml.LiVTForMaskedImageModeling(tiny_livt_config()).train()
+    model(_pixels(2, size=48), interpolate_pos_encoding=True).loss.backward()
+    assert model.decoder.decoder_pred.weight.grad is not None
+    assert model.livt.embeddings.position_embeddings.grad is None  # frozen in MGP
+
+
+def test_forward_is_forward_features_then_forward_head():
+    torch.manual_seed(0)
+    for pooling in ("mean", "cls"):
+        model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, pooling=pooling)).eval()
+        x = _pixels(2)
+        tokens = model.forward_features(x).last_hidden_state  # [N, 1 + L, D]
+        features = model.forward_head(tokens, pre_logits=True)
+        assert tokens.shape == (2, 1 + 64, 32) and features.shape == (2, 32)
+        torch.testing.assert_close(model.forward_head(tokens), model.classifier(features))
+        torch.testing.assert_close(model(x).logits, model.forward_head(tokens))
+    # post-hoc tau-normalisation reads the head's pre-logits (eval only)
+    model.config.posthoc_tau_norm = 1.0
+    weight = model.classifier.weight
+    expected = torch.nn.functional.linear(features, weight / weight.norm(dim=1, keepdim=True), model.classifier.bias)
+    torch.testing.assert_close(model(x).logits, expected)
+
+
+def test_class_names_are_our_own():
+    """No class of the shared encoder reuses one of transformers' ViT class names: all are `LongTailViT*`, and
+    `_no_split_modules` names classes the models really contain."""
+    import transformers
+    from transformers.models.vit import modeling_vit as hf_vit
+
+    from modeling_livt.models import configuration_vit, modeling_vit
+
+    for module in (modeling_vit, configuration_vit):
+        classes = [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == module.__name__]
+        assert classes
+        for cls in classes:
+            assert cls.__name__.startswith("LongTailViT"), cls.__name__
+            assert not hasattr(hf_vit, cls.__name__) and not hasattr(transformers, cls.__name__), cls.__name__
+    assert ml.LiVTPreTrainedModel._no_split_modules == ["LongTailViTEmbeddings", "LongTailViTLayer"]
+    model = ml.LiVTForMaskedImageModeling(tiny_livt_config())
+    names = {type(m).__name__ for m in model.modules()}
+    assert set(model._no_split_modules) <= names
+
+
 def test_gradient_checkpointing_matches():
     torch.manual_seed(0)
     model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS))

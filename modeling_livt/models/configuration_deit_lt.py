@@ -3,7 +3,7 @@
 This file is copied next to saved models as remote code: only single-dot sibling imports of our package.
 """
 
-from .configuration_vit import ViTEncoderConfig, encoder_sizes
+from .configuration_vit import LongTailViTEncoderConfig, encoder_sizes
 
 # DeiT-Ti/S/B encoders (Touvron et al., 2021): patch 16, MLP ratio 4.
 DEIT_LT_PRESETS = {name: encoder_sizes(name) for name in ("tiny", "small", "base")}
@@ -13,13 +13,13 @@ DEIT_LT_PRESETS = {name: encoder_sizes(name) for name in ("tiny", "small", "base
 TRAINER_FIELDS = ("distillation_alpha", "drw_beta")
 
 
-class DeiTLTConfig(ViTEncoderConfig):
+class DeiTLTConfig(LongTailViTEncoderConfig):
     r"""Configuration of [`DeiTLTModel`] and [`DeiTLTForImageClassification`].
 
-    The encoder fields, the class prior (`class_counts`, `bal_tau`) and the post-hoc fields are [`ViTEncoderConfig`]'s
-    (the same encoder as [`LiVTConfig`]); the token layout is `[CLS, DIST, patches]` with learnable position
-    embeddings over all tokens (timm `VisionTransformerDistilled`). The distillation weight and the DRW beta are
-    training settings: `DeiTLTTrainer`'s arguments, not model fields.
+    The encoder fields, the class prior (`class_counts`, `bal_tau`) and the post-hoc fields are
+    [`LongTailViTEncoderConfig`]'s (the same encoder as [`LiVTConfig`]); the token layout is `[CLS, DIST, patches]`
+    with learnable position embeddings over all tokens (timm `VisionTransformerDistilled`). The distillation weight and
+    the DRW beta are training settings: `DeiTLTTrainer`'s arguments, not model fields.
 
     Args:
         drop_path_rate (`float`, defaults to 0.1): stochastic depth, linear over depth (the DeiT / DeiT-LT default).
@@ -29,7 +29,7 @@ class DeiTLTConfig(ViTEncoderConfig):
             DeiT-LT recipe), `"bal_bce"`, `"bal_ce"` or `"bce"`. `DeiTLTTrainer` trains the CLS head with it and
             distils the DIST head from the teacher (`DeiTLTLoss`); the model's own loss (labels alone, no teacher)
             applies it to both heads and averages.
-        posthoc_tau_norm: as in [`ViTEncoderConfig`], applied to each head on its own (`classifier` and
+        posthoc_tau_norm: as in [`LongTailViTEncoderConfig`], applied to each head on its own (`classifier` and
             `distillation_classifier`) before the two heads are averaged; the post-hoc fields adjust the averaged
             `logits`, while `cls_logits`, `distillation_logits` and every loss stay raw.
 

@@ -4,7 +4,7 @@ long-tail prior (training class counts) that the balanced losses need.
 This file is copied next to saved models as remote code: only single-dot sibling imports of our package.
 """
 
-from .configuration_vit import ViTEncoderConfig, encoder_sizes
+from .configuration_vit import LongTailViTEncoderConfig, encoder_sizes
 
 POOLING_TYPES = ("mean", "cls")
 
@@ -20,12 +20,12 @@ LIVT_PRESETS = {
 }
 
 
-class LiVTConfig(ViTEncoderConfig):
+class LiVTConfig(LongTailViTEncoderConfig):
     r"""Configuration of the LiVT models ([`LiVTModel`], [`LiVTForMaskedImageModeling`],
     [`LiVTForImageClassification`]).
 
     The encoder fields, the class prior (`class_counts`, `bal_tau`) and the post-hoc fields are
-    [`ViTEncoderConfig`]'s; LiVT adds the head, the MGP decoder and its loss.
+    [`LongTailViTEncoderConfig`]'s; LiVT adds the head, the MGP decoder and its loss.
 
     Args:
         classifier_init_std (`float`, defaults to 2e-5): std of the fine-tuning head (MAE/LiVT recipe).
@@ -59,7 +59,8 @@ class LiVTConfig(ViTEncoderConfig):
     loss_type: str = "bal_bce"
 
     def validate_fields(self):
-        """`ViTEncoderConfig.validate_fields` plus the decoder, pooling and mask ratio; `ValueError` names the field."""
+        """`LongTailViTEncoderConfig.validate_fields` plus the decoder, pooling and mask ratio; `ValueError` names the
+        field."""
         super().validate_fields()
         if self.decoder_hidden_size % self.decoder_num_attention_heads != 0:
             raise ValueError(

@@ -80,7 +80,7 @@ def _is_finite_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-class ViTEncoderConfig(PreTrainedConfig):
+class LongTailViTEncoderConfig(PreTrainedConfig):
     r"""The fields every ViT of the package shares (LiVT and DeiT-LT extend this class; it is not a model type of its
     own).
 
@@ -257,7 +257,7 @@ __all__ = [
     "MULTI_LABEL",
     "SINGLE_LABEL",
     "VIT_SIZES",
-    "ViTEncoderConfig",
+    "LongTailViTEncoderConfig",
     "check_problem_type",
     "encoder_sizes",
     "validate_class_counts",

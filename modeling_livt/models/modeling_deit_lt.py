@@ -28,7 +28,7 @@ from .configuration_deit_lt import DeiTLTConfig
 from .configuration_livt import LiVTConfig
 from .configuration_vit import ENCODER_FIELDS
 from .modeling_livt import LiVTModel
-from .modeling_vit import ViTEmbeddings, ViTEncoderModel, ViTPreTrainedModel
+from .modeling_vit import LongTailViTEmbeddings, LongTailViTEncoderModel, LongTailViTPreTrainedModel
 from .posthoc_adjustment import apply_posthoc
 
 
@@ -51,7 +51,7 @@ class DeiTLTImageClassifierOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class DeiTLTPreTrainedModel(ViTPreTrainedModel):
+class DeiTLTPreTrainedModel(LongTailViTPreTrainedModel):
     config_class = DeiTLTConfig
     config: DeiTLTConfig
     base_model_prefix = "deit_lt"
@@ -75,16 +75,17 @@ class DeiTLTPreTrainedModel(ViTPreTrainedModel):
                 fan_in = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
                 bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
                 init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, ViTEmbeddings):
+        elif isinstance(module, LongTailViTEmbeddings):
             init.trunc_normal_(module.cls_token, std=std)
             if module.distillation_token is not None:
                 init.trunc_normal_(module.distillation_token, std=std)
             init.trunc_normal_(module.position_embeddings, std=std)
 
 
-class DeiTLTModel(DeiTLTPreTrainedModel, ViTEncoderModel):
-    """The DeiT-LT encoder ([`ViTEncoderModel`] with `[CLS, DIST]` prefix tokens, DeiT's initialisation and the final
-    LayerNorm). `forward(pixel_values)` returns `last_hidden_state [N, 2 + L, D]` (token 0 = CLS, token 1 = DIST)."""
+class DeiTLTModel(DeiTLTPreTrainedModel, LongTailViTEncoderModel):
+    """The DeiT-LT encoder ([`LongTailViTEncoderModel`] with `[CLS, DIST]` prefix tokens, DeiT's initialisation and the
+    final LayerNorm). `forward(pixel_values)` returns `last_hidden_state [N, 2 + L, D]` (token 0 = CLS,
+    token 1 = DIST)."""
 
     num_prefix_tokens = 2
 
@@ -114,9 +115,14 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         self.distillation_classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward_head(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`[N, 2 + L, D]` final-normed tokens -> (`cls_logits [N, C]`, `distillation_logits [N, C]`)."""
-        return self.classifier(hidden_states[:, 0]), self.distillation_classifier(hidden_states[:, 1])
+    def forward_head(self, hidden_states: torch.Tensor, pre_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two heads (timm's `forward_head`): `[N, 2 + L, D]` final-normed tokens (`forward_features`) ->
+        (`cls_logits [N, C]`, `distillation_logits [N, C]`), raw; with `pre_logits=True` the heads' inputs, the CLS and
+        DIST tokens (`[N, D]` each)."""
+        cls_features, distillation_features = hidden_states[:, 0], hidden_states[:, 1]
+        if pre_logits:
+            return cls_features, distillation_features
+        return self.classifier(cls_features), self.distillation_classifier(distillation_features)
 
     @can_return_tuple
     def forward(
@@ -135,7 +141,8 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
             loss_fn = self.loss_fn
             loss = (loss_fn(cls_logits, labels) + loss_fn(distillation_logits, labels)) / 2
         if not self.training:  # post-hoc adjustments are for inference: no training loss sees them
-            heads = [(hidden_states[:, 0], self.classifier), (hidden_states[:, 1], self.distillation_classifier)]
+            cls_features, distillation_features = self.forward_head(hidden_states, pre_logits=True)
+            heads = [(cls_features, self.classifier), (distillation_features, self.distillation_classifier)]
             logits = apply_posthoc(self.config, logits, heads)
         return DeiTLTImageClassifierOutput(
             loss=loss, logits=logits, cls_logits=cls_logits, distillation_logits=distillation_logits,

@@ -20,13 +20,14 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_livt import LiVTConfig
 from .modeling_vit import (
-    ViTEmbeddings,
-    ViTEncoder,
-    ViTEncoderModel,
-    ViTPreTrainedModel,
+    LongTailViTEmbeddings,
+    LongTailViTEncoder,
+    LongTailViTEncoderModel,
+    LongTailViTPreTrainedModel,
     get_2d_sincos_pos_embed,
+    interpolate_pos_embed,
 )
-from .posthoc_adjustment import apply_posthoc
+from .posthoc_adjustment import apply_posthoc, has_posthoc
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -63,7 +64,7 @@ class LiVTClassifierHead(nn.Linear):
     """The classification head: a linear layer initialised with trunc_normal(std=config.classifier_init_std)."""
 
 
-class LiVTPreTrainedModel(ViTPreTrainedModel):
+class LiVTPreTrainedModel(LongTailViTPreTrainedModel):
     config_class = LiVTConfig
     config: LiVTConfig
     base_model_prefix = "livt"
@@ -87,7 +88,7 @@ class LiVTPreTrainedModel(ViTPreTrainedModel):
             if not getattr(module.weight, "_is_hf_initialized", False):  # a view drops the flag: check it here
                 nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
             init.zeros_(module.bias)
-        elif isinstance(module, ViTEmbeddings):
+        elif isinstance(module, LongTailViTEmbeddings):
             init.normal_(module.cls_token, std=std)
             pos_embed = get_2d_sincos_pos_embed(module.position_embeddings.shape[-1], module.grid_size,
                                                 module.num_prefix_tokens)
@@ -98,9 +99,9 @@ class LiVTPreTrainedModel(ViTPreTrainedModel):
             init.copy_(module.decoder_pos_embed, pos_embed.unsqueeze(0))
 
 
-class LiVTModel(LiVTPreTrainedModel, ViTEncoderModel):
-    """The LiVT ViT encoder ([`ViTEncoderModel`] with a CLS token and MAE's initialisation): patch embedding, CLS
-    token, position embeddings, `num_hidden_layers` blocks and an optional final LayerNorm (dropped under the
+class LiVTModel(LiVTPreTrainedModel, LongTailViTEncoderModel):
+    """The LiVT ViT encoder ([`LongTailViTEncoderModel`] with a CLS token and MAE's initialisation): patch embedding,
+    CLS token, position embeddings, `num_hidden_layers` blocks and an optional final LayerNorm (dropped under the
     mean-pooling head, whose `fc_norm` replaces it). `forward(pixel_values, noise=None, mask_ratio=0.0)` returns
     `last_hidden_state [N, 1 + L_keep, D]`."""
 
@@ -120,7 +121,7 @@ class LiVTDecoder(nn.Module):
         self.decoder_pos_embed = nn.Parameter(
             torch.zeros(1, 1 + self.grid_size**2, config.decoder_hidden_size), requires_grad=False
         )
-        self.decoder_layers = ViTEncoder(
+        self.decoder_layers = LongTailViTEncoder(
             config, config.decoder_hidden_size, config.decoder_num_hidden_layers, config.decoder_num_attention_heads,
             config.decoder_intermediate_size,
         )
@@ -132,14 +133,25 @@ class LiVTDecoder(nn.Module):
         self.decoder_pos_embed = nn.Parameter(pos.to(self.decoder_pos_embed.device), requires_grad=False)
         self.grid_size = grid_size
 
-    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor, **kwargs) -> torch.Tensor:
+    def position_embeddings_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The fixed sin-cos position embeddings `[1, 1 + L, Dd]` for a `grid` of patches (rows, cols), interpolated
+        bicubically (as the encoder's, MAE's `interpolate_pos_embed`) when it is not the configured one."""
+        if grid is None or tuple(grid) == (self.grid_size, self.grid_size):
+            return self.decoder_pos_embed
+        return interpolate_pos_embed(self.decoder_pos_embed, 1, tuple(grid))
+
+    def forward(
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int] | None = None, **kwargs
+    ) -> torch.Tensor:
+        """`latent [N, 1 + L_keep, D]` -> `[N, L, p*p*3]`; `grid` (patch rows, cols) when the input size is not the
+        configured one (`interpolate_pos_encoding=True`)."""
         hidden_states = self.decoder_embed(latent)  # [N, 1 + L_keep, Dd]
         batch_size, num_tokens, dim = hidden_states.shape
         num_masked = ids_restore.shape[1] + 1 - num_tokens
         mask_tokens = self.mask_token.expand(batch_size, num_masked, -1)
         patches = torch.cat([hidden_states[:, 1:], mask_tokens], dim=1)  # [N, L, Dd] in shuffled order
         patches = torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))  # original order
-        hidden_states = torch.cat([hidden_states[:, :1], patches], dim=1) + self.decoder_pos_embed
+        hidden_states = torch.cat([hidden_states[:, :1], patches], dim=1) + self.position_embeddings_for(grid)
         hidden_states = self.decoder_layers(hidden_states, **kwargs)
         hidden_states = self.decoder_norm(hidden_states)
         return self.decoder_pred(hidden_states)[:, 1:]  # [N, L, p*p*3], CLS dropped
@@ -200,14 +212,22 @@ class LiVTForMaskedImageModeling(LiVTPreTrainedModel):
         interpolate_pos_encoding: bool | None = None,
         **kwargs,
     ) -> LiVTForMaskedImageModelingOutput:
-        """With `return_dict=False` (argument or config): `output.to_tuple()`, i.e. (loss, logits, mask, ids_restore,
+        """`interpolate_pos_encoding=True` runs MGP at another input size (as transformers' ViTMAE): the encoder's and
+        the decoder's position embeddings are interpolated bicubically to the input's patch grid (`noise`, if given, is
+        then `[N, L]` for that grid); without it an input of another size raises `ValueError`. To train at another
+        size for good, resize once with `resize_position_embeddings(image_size)`.
+
+        With `return_dict=False` (argument or config): `output.to_tuple()`, i.e. (loss, logits, mask, ids_restore,
         then hidden_states / attentions when asked for)."""
         kwargs.pop("labels", None)  # MGP is label-free; image datasets still carry them
-        if interpolate_pos_encoding:
-            raise ValueError("MGP runs at the configured image size; resize the model with resize_position_embeddings.")
         kwargs["return_dict"] = True  # the encoder's fields are read below
-        outputs = self.livt(pixel_values, noise=noise, mask_ratio=self.config.mask_ratio, **kwargs)
-        pred = self.decoder(outputs.last_hidden_state, outputs.ids_restore)
+        outputs = self.livt(
+            pixel_values, noise=noise, mask_ratio=self.config.mask_ratio,
+            interpolate_pos_encoding=interpolate_pos_encoding, **kwargs,
+        )  # raises, naming interpolate_pos_encoding, for another input size without it
+        patch_size = self.config.patch_size
+        grid = (pixel_values.shape[-2] // patch_size, pixel_values.shape[-1] // patch_size)
+        pred = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid=grid)
         loss = self.forward_loss(pixel_values, pred, outputs.mask)
         return LiVTForMaskedImageModelingOutput(
             loss=loss, logits=pred, mask=outputs.mask, ids_restore=outputs.ids_restore,
@@ -246,9 +266,11 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         pooled = hidden_states[:, num_prefix:].mean(dim=1) if self.config.pooling == "mean" else hidden_states[:, 0]
         return self.fc_norm(pooled)
 
-    def forward_head(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """`[N, 1 + L, D]` tokens -> `[N, C]` raw logits (no post-hoc adjustment)."""
-        return self.classifier(self.pooled_features(hidden_states))
+    def forward_head(self, hidden_states: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The head (timm's `forward_head`): `[N, 1 + L, D]` tokens (`forward_features`) -> `[N, C]` raw logits (no
+        post-hoc adjustment), or with `pre_logits=True` the `[N, D]` pooled features the classifier reads."""
+        features = self.pooled_features(hidden_states)
+        return features if pre_logits else self.classifier(features)
 
     @can_return_tuple
     def forward(
@@ -263,11 +285,12 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         `output.to_tuple()`, i.e. (loss when labels were given, logits, then hidden_states / attentions when asked
         for)."""
         outputs = self.forward_features(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
-        features = self.pooled_features(outputs.last_hidden_state)
-        logits = self.classifier(features)
+        hidden_states = outputs.last_hidden_state
+        logits = self.forward_head(hidden_states)
         loss = self.loss_fn(logits, labels) if labels is not None else None
-        if not self.training:  # post-hoc adjustments are for inference: no training loss sees them
-            logits = apply_posthoc(self.config, logits, [(features, self.classifier)])
+        if not self.training and has_posthoc(self.config):  # for inference: no training loss sees them
+            heads = [(self.forward_head(hidden_states, pre_logits=True), self.classifier)]
+            logits = apply_posthoc(self.config, logits, heads)
         return LiVTImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

@@ -1,6 +1,6 @@
 """The ViT both model families are built from: patch and position embeddings with one or two prefix tokens, the
-pre-norm block (`ViTLayer`), the block stack (`ViTEncoder`, also the MGP decoder's), and the encoder model
-(`ViTEncoderModel`) that `LiVTModel` and `DeiTLTModel` specialise.
+pre-norm block (`LongTailViTLayer`), the block stack (`LongTailViTEncoder`, also the MGP decoder's), and the encoder
+model (`LongTailViTEncoderModel`) that `LiVTModel` and `DeiTLTModel` specialise.
 
 The layout and key names follow timm / MAE (fused qkv, `layers.{i}.attn.qkv`), so official checkpoints port one to one.
 Shapes in comments: N batch, L patches, P prefix tokens, D width.
@@ -68,7 +68,7 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, num_prefix_tokens: int, new_g
 # Outputs
 # ---------------------------------------------------------------------------------------------------------------------
 @dataclass
-class ViTEncoderOutput(ModelOutput):
+class LongTailViTEncoderOutput(ModelOutput):
     """Encoder output: `last_hidden_state [N, P + L_keep, D]`; `mask` (`[N, L]`, 1 = removed) and `ids_restore` are
     set when patches were masked."""
 
@@ -82,7 +82,7 @@ class ViTEncoderOutput(ModelOutput):
 # ---------------------------------------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------------------------------------
-class ViTPatchEmbeddings(nn.Module):
+class LongTailViTPatchEmbeddings(nn.Module):
     """`[N, 3, H, W]` -> `[N, L, D]` with a strided convolution."""
 
     def __init__(self, config, hidden_size: int | None = None):
@@ -105,7 +105,7 @@ class ViTPatchEmbeddings(nn.Module):
         return self.projection(pixel_values).flatten(2).transpose(1, 2)
 
 
-class ViTEmbeddings(nn.Module):
+class LongTailViTEmbeddings(nn.Module):
     """Patch embeddings + prefix tokens + a learnable position embedding covering the prefix tokens too
     (`[1, P + L, D]`, as timm/MAE), initialised by each model (sin-cos for LiVT, truncated normal for DeiT-LT).
 
@@ -118,7 +118,7 @@ class ViTEmbeddings(nn.Module):
             raise ValueError(f"num_prefix_tokens={num_prefix_tokens}: the ViT has [CLS] (1) or [CLS, DIST] (2).")
         self.config = config
         self.num_prefix_tokens = num_prefix_tokens
-        self.patch_embeddings = ViTPatchEmbeddings(config)
+        self.patch_embeddings = LongTailViTPatchEmbeddings(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.distillation_token = (
             nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if num_prefix_tokens == 2 else None
@@ -193,7 +193,7 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return attn_output, attn_weights
 
 
-class ViTAttention(nn.Module):
+class LongTailViTAttention(nn.Module):
     """Multi-head self-attention with a fused qkv projection (the timm/MAE layout, so ports are one-to-one)."""
 
     def __init__(self, config, hidden_size: int, num_attention_heads: int):
@@ -222,7 +222,7 @@ class ViTAttention(nn.Module):
         return self.proj(attn_output), attn_weights
 
 
-class ViTMLP(nn.Module):
+class LongTailViTMLP(nn.Module):
     def __init__(self, config, hidden_size: int, intermediate_size: int):
         super().__init__()
         self.fc1 = nn.Linear(hidden_size, intermediate_size)
@@ -234,7 +234,7 @@ class ViTMLP(nn.Module):
         return self.dropout(self.fc2(self.dropout(self.act(self.fc1(hidden_states)))))
 
 
-class ViTDropPath(nn.Module):
+class LongTailViTDropPath(nn.Module):
     """Stochastic depth per sample (the residual branch is dropped for a whole example)."""
 
     def __init__(self, drop_prob: float = 0.0):
@@ -253,17 +253,17 @@ class ViTDropPath(nn.Module):
         return f"p={self.drop_prob}"
 
 
-class ViTLayer(GradientCheckpointingLayer):
+class LongTailViTLayer(GradientCheckpointingLayer):
     """Pre-norm ViT block: x + drop_path(attn(norm1(x))), then x + drop_path(mlp(norm2(x)))."""
 
     def __init__(self, config, hidden_size=None, num_attention_heads=None, intermediate_size=None, drop_path=0.0):
         super().__init__()
         hidden_size = hidden_size or config.hidden_size
         self.norm1 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.attn = ViTAttention(config, hidden_size, num_attention_heads or config.num_attention_heads)
+        self.attn = LongTailViTAttention(config, hidden_size, num_attention_heads or config.num_attention_heads)
         self.norm2 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.mlp = ViTMLP(config, hidden_size, intermediate_size or config.intermediate_size)
-        self.drop_path = ViTDropPath(drop_path)
+        self.mlp = LongTailViTMLP(config, hidden_size, intermediate_size or config.intermediate_size)
+        self.drop_path = LongTailViTDropPath(drop_path)
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
         attn_output, _ = self.attn(self.norm1(hidden_states), **kwargs)
@@ -276,15 +276,16 @@ def drop_path_rates(rate: float, depth: int) -> list[float]:
     return [rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
 
 
-class ViTEncoder(nn.ModuleList):
-    """The stack of `ViTLayer`s, run in order: the LiVT and DeiT-LT encoders (config sizes, drop path linear over
-    depth) and the MGP decoder (its own sizes). A `ModuleList`, so checkpoints keep the `layers.{i}` key layout."""
+class LongTailViTEncoder(nn.ModuleList):
+    """The stack of `LongTailViTLayer`s, run in order: the LiVT and DeiT-LT encoders (config sizes, drop path linear
+    over depth) and the MGP decoder (its own sizes). A `ModuleList`, so checkpoints keep the `layers.{i}` key layout."""
 
     def __init__(self, config, hidden_size=None, num_layers=None, num_attention_heads=None, intermediate_size=None,
                  drop_path_rate: float = 0.0):
         rates = drop_path_rates(drop_path_rate, num_layers or config.num_hidden_layers)
         super().__init__(
-            ViTLayer(config, hidden_size, num_attention_heads, intermediate_size, drop_path=rate) for rate in rates
+            LongTailViTLayer(config, hidden_size, num_attention_heads, intermediate_size, drop_path=rate)
+            for rate in rates
         )
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -296,19 +297,19 @@ class ViTEncoder(nn.ModuleList):
 # ---------------------------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------------------------
-class ViTPreTrainedModel(PreTrainedModel):
+class LongTailViTPreTrainedModel(PreTrainedModel):
     """What every model of the package shares: attention backends, output recording, loading at another image size.
     Subclasses set `config_class`, `base_model_prefix` and `_init_weights` (each paper's own initialisation)."""
 
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["ViTEmbeddings", "ViTLayer"]
+    _no_split_modules = ["LongTailViTEmbeddings", "LongTailViTLayer"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _can_record_outputs = {"hidden_states": ViTLayer, "attentions": ViTAttention}
+    _can_record_outputs = {"hidden_states": LongTailViTLayer, "attentions": LongTailViTAttention}
     # Our losses are batch means: let Trainer divide them by the gradient-accumulation steps.
     accepts_loss_kwargs = False
 
@@ -324,9 +325,10 @@ class ViTPreTrainedModel(PreTrainedModel):
         model._after_load()
         return loaded
 
-    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> "ViTEncoderOutput":
+    def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> "LongTailViTEncoderOutput":
         """The encoder's tokens (`base_model`, i.e. `self.livt` / `self.deit_lt`): `last_hidden_state [N, P + L, D]`.
-        Always a `ViTEncoderOutput` (the heads read its fields; `return_dict=False` is applied to the head's output)."""
+        Always a `LongTailViTEncoderOutput` (the heads read its fields; `return_dict=False` is applied to the head's
+        output)."""
         kwargs["return_dict"] = True
         return self.base_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
 
@@ -365,22 +367,22 @@ class ViTPreTrainedModel(PreTrainedModel):
         self.config.image_size = image_size
 
 
-class ViTEncoderModel(ViTPreTrainedModel):
+class LongTailViTEncoderModel(LongTailViTPreTrainedModel):
     """The ViT encoder model: patch embedding, `num_prefix_tokens` prefix tokens, position embeddings,
-    `num_hidden_layers` blocks (`ViTEncoder`) and an optional final LayerNorm. `LiVTModel` ([CLS]) and `DeiTLTModel`
-    ([CLS, DIST]) are this class with their paper's config and initialisation."""
+    `num_hidden_layers` blocks (`LongTailViTEncoder`) and an optional final LayerNorm. `LiVTModel` ([CLS]) and
+    `DeiTLTModel` ([CLS, DIST]) are this class with their paper's config and initialisation."""
 
     num_prefix_tokens = 1
 
     def __init__(self, config, add_final_norm: bool = True):
         config.validate_fields()
         super().__init__(config)
-        self.embeddings = ViTEmbeddings(config, self.num_prefix_tokens)
-        self.layers = ViTEncoder(config, drop_path_rate=config.drop_path_rate)
+        self.embeddings = LongTailViTEmbeddings(config, self.num_prefix_tokens)
+        self.layers = LongTailViTEncoder(config, drop_path_rate=config.drop_path_rate)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if add_final_norm else None
         self.post_init()
 
-    def get_input_embeddings(self) -> ViTPatchEmbeddings:
+    def get_input_embeddings(self) -> LongTailViTPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
     @capture_outputs(tie_last_hidden_states=False)
@@ -391,7 +393,7 @@ class ViTEncoderModel(ViTPreTrainedModel):
         mask_ratio: float = 0.0,
         interpolate_pos_encoding: bool | None = None,
         **kwargs,
-    ) -> ViTEncoderOutput:
+    ) -> LongTailViTEncoderOutput:
         """Encode `pixel_values [N, 3, H, W]`; with `mask_ratio > 0` (or `noise`) only the kept patches are encoded."""
         hidden_states, mask, ids_restore = self.embeddings(
             pixel_values, noise=noise, mask_ratio=mask_ratio, interpolate_pos_encoding=bool(interpolate_pos_encoding)
@@ -399,18 +401,20 @@ class ViTEncoderModel(ViTPreTrainedModel):
         hidden_states = self.layers(hidden_states, **kwargs)
         if self.layernorm is not None:
             hidden_states = self.layernorm(hidden_states)
-        return ViTEncoderOutput(last_hidden_state=hidden_states, mask=mask, ids_restore=ids_restore)
+        return LongTailViTEncoderOutput(last_hidden_state=hidden_states, mask=mask, ids_restore=ids_restore)
 
 
 __all__ = [
-    "ViTAttention",
-    "ViTEmbeddings",
-    "ViTEncoder",
-    "ViTEncoderModel",
-    "ViTEncoderOutput",
-    "ViTLayer",
-    "ViTPatchEmbeddings",
-    "ViTPreTrainedModel",
+    "LongTailViTAttention",
+    "LongTailViTDropPath",
+    "LongTailViTEmbeddings",
+    "LongTailViTEncoder",
+    "LongTailViTEncoderModel",
+    "LongTailViTEncoderOutput",
+    "LongTailViTLayer",
+    "LongTailViTMLP",
+    "LongTailViTPatchEmbeddings",
+    "LongTailViTPreTrainedModel",
     "drop_path_rates",
     "get_2d_sincos_pos_embed",
     "interpolate_pos_embed",
