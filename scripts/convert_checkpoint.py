@@ -26,6 +26,7 @@ from modeling_livt.data.transforms import get_normalization
 from modeling_livt.hub.convert import convert_checkpoint
 from modeling_livt.hub.converted_card import parse_reported_results, write_converted_model_card
 from modeling_livt.hub.repos import create_hub_repo, upload_model_folder
+from trainers.arguments import explicit_flags
 from trainers.cli import parse_args
 
 
@@ -86,12 +87,22 @@ class ModelCardArguments:
                   "offline machine (HF_HUB_OFFLINE=1, no network) fails before any work."},
     )
     hub_model_id: str | None = field(default=None, metadata={"help": "The Hub repository, e.g. 'username/livt-b'."})
-    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the Hub repository as private."})
-    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the one of `hf auth login`)."})
+    hub_private_repo: bool | None = field(
+        default=None, metadata={"help": "Create the Hub repository as private (with --push_to_hub)."}
+    )
+    hub_token: str | None = field(
+        default=None, metadata={"help": "Hub token (with --push_to_hub; default: the one of `hf auth login`)."}
+    )
 
 
 def main(argv=None):
     args, card_args = parse_args((ConvertArguments, ModelCardArguments), argv)
+    if not card_args.push_to_hub:
+        given = explicit_flags(card_args, ["hub_private_repo"])
+        given += ["--hub_token ***"] if card_args.hub_token is not None else []  # never a token in a message
+        if given:
+            raise ValueError(f"{', '.join(given)}: they set the Hub upload, and nothing is pushed: add --push_to_hub "
+                             "(or drop them).")
     reported = parse_reported_results(card_args.reported_results)  # bad input fails before anything is read
     if reported and not card_args.reported_dataset:
         raise ValueError("--reported_results needs --reported_dataset (the dataset they were measured on).")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from modeling_livt.data.prepare import prepare_dataset, read_benchmark_splits
 from modeling_livt.hub.repos import check_dataset_push, push_dataset_folder
+from trainers.arguments import refuse_flags
 from trainers.cli import parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -65,14 +66,19 @@ class PrepareDatasetArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace a dataset already in output_dir."})
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the folder as a Hub dataset repository."})
     hub_dataset_id: str | None = field(
-        default=None, metadata={"help": "Hub repository id, e.g. your-name/imagenet-lt."}
+        default=None, metadata={"help": "Hub repository id, e.g. your-name/imagenet-lt (with --push_to_hub)."}
     )
-    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+    hub_private: bool = field(
+        default=False, metadata={"help": "Create the Hub repository as private (with --push_to_hub)."}
+    )
 
 
 def main(argv=None) -> dict:
     (args,) = parse_args((PrepareDatasetArguments,), argv)
     setup_logging()
+    if not args.push_to_hub:
+        refuse_flags(args, ["hub_dataset_id", "hub_private"],
+                     "they set the Hub dataset repository, and nothing is pushed: add --push_to_hub (or drop them).")
     if args.push_to_hub:
         check_dataset_push(args.hub_dataset_id)  # before hours of copying, not after
     benchmark = read_benchmark_splits(

@@ -37,6 +37,7 @@ class DeiTLTScript(ViTClassificationScript):
     trainer_class = DeiTLTTrainer
     model_class = DeiTLTForImageClassification
     presets = DEIT_LT_PRESETS
+    loss_flag = "--cls_loss"
 
     def __init__(self, argv=None):
         super().__init__(argv)

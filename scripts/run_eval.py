@@ -25,7 +25,7 @@ from modeling_livt.data.transforms import DefaultImageCollator, EvalTransform, a
 from modeling_livt.evaluation.metrics import parse_index_bounds
 from modeling_livt.evaluation.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid
 from modeling_livt.hub.model_card import write_model_card
-from trainers.arguments import INDEX_BOUNDS_HELP
+from trainers.arguments import INDEX_BOUNDS_HELP, refuse_flags
 from trainers.cli import parse_args, setup_logging
 from trainers.posthoc import (
     SUMMARY_KEYS,
@@ -35,12 +35,17 @@ from trainers.posthoc import (
 )
 from trainers.workflow import data_sources, evaluate_and_report, format_results_table, resolve_index_bounds
 
+SPLITS = ("train", "validation", "test")  # --split: the split of that name (train: the long-tailed training split)
 
 @dataclass
 class EvalArguments:
     model_name_or_path: str = field(metadata={"help": "Folder (or Hub id) of a trained classifier."})
     output_dir: str = field(metadata={"help": "Where eval_results.json and the plots go."})
-    split: str = field(default="test", metadata={"help": "Split to evaluate: test (default) or validation."})
+    split: str = field(
+        default="test",
+        metadata={"help": "Split to evaluate: test (default), validation or train (the long-tailed training split "
+                  "the data flags give)."},
+    )
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size."})
     index_bounds: str | None = field(default=None, metadata={"help": INDEX_BOUNDS_HELP})
     write_card: bool = field(default=True, metadata={"help": "Write/refresh README.md in output_dir."})
@@ -74,10 +79,17 @@ class EvalArguments:
 
     def __post_init__(self):
         # bad values fail before the model is loaded
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown --split {self.split!r}; choose one of {', '.join(SPLITS)}.")
         parse_index_bounds(self.index_bounds)
         self.posthoc_methods = parse_posthoc_methods(self.posthoc)
         parse_tau_grid(self.logit_adjustment_grid)
         parse_tau_grid(self.tau_norm_grid)
+        for method in ("logit_adjustment", "tau_norm"):
+            if method not in self.posthoc_methods:
+                refuse_flags(self, [f"{method}_grid"],
+                             f"it sets the taus tried by the post-hoc {method}, which is not fitted here: add "
+                             f"--posthoc {method} (or drop the flag).")
         if (self.save or self.posthoc_output_dir) and not self.posthoc_methods:
             raise ValueError("--save / --posthoc_output_dir save fitted post-hoc values: give --posthoc too.")
         if self.save and not os.path.isfile(os.path.join(self.model_name_or_path, "config.json")):
@@ -102,7 +114,7 @@ def main(argv=None):
             f"The model has {model.config.num_labels} labels but the dataset has {data.num_classes} classes."
         )
     index_bounds = resolve_index_bounds(eval_args.index_bounds, data_sources(data_args), class_counts)
-    split = data.test if eval_args.split == "test" else data.validation
+    split = {"train": data.train, "validation": data.validation, "test": data.test}[eval_args.split]
     if split is None:
         raise ValueError(f"The dataset has no {eval_args.split!r} split.")
     dataset = apply_transform(

@@ -19,7 +19,7 @@ from transformers import set_seed
 
 from modeling_livt.data.loading import DataArguments
 from trainers import AugmentationArguments, MGPTrainer, MGPTrainingArguments, ModelArguments
-from trainers.arguments import check_training_flags
+from trainers.arguments import check_training_flags, refuse_flags
 from trainers.cli import parse_args, setup_logging
 from trainers.mgp import build_mgp_model, check_mgp_flags, save_reconstructions
 from trainers.optim import check_optimizer_choice
@@ -35,7 +35,9 @@ def build_trainer(argv=None) -> tuple[MGPTrainer, PreparedData]:
     check_mgp_flags(model_args, aug_args)
     check_training_flags(training_args)
     check_optimizer_choice(training_args)
-    training_args.remove_unused_columns = False
+    refuse_flags(training_args, ["remove_unused_columns"],
+                 "MGP's transform reads the image column, which Trainer would drop first (MGPTrainer needs "
+                 "--remove_unused_columns false, the default here). Drop the flag.")
     setup_logging(training_args)
     set_seed(training_args.seed)
 

@@ -19,6 +19,7 @@ from trainers.teacher import (
     TeacherTrainer,
     TeacherTrainingArguments,
     build_teacher_model,
+    check_teacher_flags,
     default_teacher_image_size,
     teacher_drw_point,
 )
@@ -30,6 +31,12 @@ class TeacherScript(ClassificationScript):
     argument_types = (TeacherModelArguments, DataArguments, TeacherAugmentationArguments, TeacherTrainingArguments)
     model_card_method = "teacher"
     trainer_class = TeacherTrainer
+
+    def check_flags(self) -> None:
+        """Also refuse, before any data is loaded, what the teacher would ignore (`check_teacher_flags`): --optim
+        (SAM's base optimizer is --sam_base_optimizer), --layer_decay, the loss flags its loss does not use."""
+        super().check_flags()
+        check_teacher_flags(self.model_args, self.training_args)
 
     def input_size(self) -> int:
         return self.model_args.image_size or default_teacher_image_size(self.model_args.model_name_or_path)

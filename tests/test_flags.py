@@ -6,8 +6,8 @@ inherited fields are transformers' own; the fields we redeclare with our default
 flag is observed (`trainer...`, `model.config...`, `prepared...` (the data), `optimizer...`, `output:`, `card:`), or
 that it is refused with which message. A flag without an entry, or an entry without a flag, fails the test. Entries
 with a value are checked cheaply: per script, one build (arguments, data, model and trainer, no training) with all of
-those values, each `where` evaluated on it; every refusal with its flags is run and must raise its message. The few
-flags still ignored by scripts of other owners are listed as `Ignored` (fixing one means updating its entry).
+those values, each `where` evaluated on it; every refusal with its flags is run and must raise its message. There is
+no third kind: a flag that would change nothing is refused.
 """
 
 from __future__ import annotations
@@ -47,13 +47,6 @@ class Refused:
     argv: tuple[str, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True)
-class Ignored:
-    """Known: the flag changes nothing in this case (a script of another owner); `why` says when."""
-
-    why: str
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The table: {script: {flag: entry or tuple of entries}}
 # ---------------------------------------------------------------------------------------------------------------------
@@ -61,6 +54,8 @@ TINY_ENCODER = "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,interme
 TINY_DECODER = ("decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,"
                 "decoder_intermediate_size=64")
 CIFAR_MEAN = tuple(get_normalization("cifar")[0])
+PREPARE = ("--data_root", "{tmp}/root", "--train_file", "{tmp}/absent.txt")  # prepare_dataset's required flags
+FAKE_TOKEN = "hf_not_a_real_token"
 
 DATA = {
     "dataset_name": Seen("prepared.data: load_image_datasets (digits, a Hub name or a local folder)"),
@@ -105,6 +100,9 @@ MGP_AUGMENTATION = {
                            ("label_smoothing", "0.2"), ("rand_augment", "false"), ("auto_augment", "rand-m5"),
                            ("random_erasing", "0.5")]},
 }
+
+# --bal_tau scales the prior of the balanced losses: refused for ce / bce (and the teacher's LDAM)
+BAL_TAU_MESSAGE = r"--bal_tau 0.5: it sets the strength of the class prior of the balanced losses .* loss here is {}"
 
 VIT_MODEL = {
     "model_name_or_path": Seen("model: from_pretrained, the explicit model flags on top of its config "
@@ -166,7 +164,12 @@ FINETUNE_TRAINING = {
 TABLE: dict[str, dict] = {
     "run_finetune": {
         **VIT_MODEL,
-        "loss_type": Seen("model.config.loss_type", "bce", "bce"),
+        "loss_type": Seen("model.config.loss_type", "bal_ce", "bal_ce"),
+        "bal_tau": (VIT_MODEL["bal_tau"],
+                    Refused(BAL_TAU_MESSAGE.format("ce"), ("--loss_type", "ce", "--bal_tau", "0.5")),
+                    Refused(BAL_TAU_MESSAGE.format("bce"),  # a checkpoint's loss, set by an override
+                            ("--model_name_or_path", "{checkpoint}", "--config_overrides", "loss_type=bce",
+                             "--bal_tau", "0.5"))),
         "mask_ratio": Refused("--mask_ratio 0.5: fine-tuning masks no patches", ("--mask_ratio", "0.5")),
         **DATA,
         **AUGMENTATION,
@@ -192,11 +195,16 @@ TABLE: dict[str, dict] = {
         "freeze_encoder": Refused("--freeze_encoder: LiVTForMaskedImageModeling has no classification head",
                                   ("--freeze_encoder", "true")),
         "adam_beta2": Seen("optimizer.defaults['betas'][1]", "0.9", 0.9),
+        "remove_unused_columns": (Seen("args.remove_unused_columns", "false", False),
+                                  Refused("--remove_unused_columns true: MGP's transform reads the image column",
+                                          ("--remove_unused_columns", "true"))),
         "num_reconstruction_images": Seen("output: mgp_reconstructions.png after training (0: none)"),
     },
     "run_deit_lt": {
         **VIT_MODEL,
         "cls_loss": Seen("model.config.cls_loss_type", "bal_bce", "bal_bce"),
+        "bal_tau": (VIT_MODEL["bal_tau"],
+                    Refused(BAL_TAU_MESSAGE.format("ce") + r".*--cls_loss bal_bce", ("--bal_tau", "0.5"))),
         "teacher_name_or_path": Seen("type(trainer.teacher.model).__name__", None),
         "teacher_image_size": Seen("trainer.teacher.image_size", "16", 16),
         "distillation_alpha": Seen("trainer.deit_lt_loss.alpha", "0.3", 0.3),
@@ -225,16 +233,28 @@ TABLE: dict[str, dict] = {
         "model_name_or_path": Seen("model: AutoModelForImageClassification.from_pretrained, a new head"),
         "teacher_arch": Seen("type(model).__name__", "resnet_cifar", "ResNetCifarForImageClassification"),
         "config_overrides": (Seen("model.config.depth", "depth=14,base_width=4", 14),
-                             Ignored("with --model_name_or_path: build_teacher_model (trainers/teacher.py) does "
-                                     "not apply it to a pretrained classifier")),
+                             Seen("model.config: on top of --model_name_or_path, the fields that keep its weights' "
+                                  "shapes (tests/test_teacher.py)"),
+                             Refused(r"--config_overrides base_width=8 \(\d+ weight\(s\) change, e\.g\. .*: the "
+                                     "weights of --model_name_or_path",
+                                     ("--model_name_or_path", "{checkpoint}", "--config_overrides", "base_width=8"))),
         "image_size": Seen("prepared.image_processor.size['height']", "16", 16),
         "loss_type": Seen("type(trainer.loss_fn).__name__", "ldam_drw", "LDAMLoss"),
-        "bal_tau": Seen("trainer.loss_fn: the balanced losses' prior"),
-        "ldam_max_m": Seen("trainer.loss_fn.max_m", "0.3", 0.3),
-        "ldam_s": Seen("trainer.loss_fn.s", "10", 10.0),
+        "bal_tau": (Seen("trainer.loss_fn: the balanced losses' prior"),
+                    Refused(BAL_TAU_MESSAGE.format("ce"), ("--loss_type", "ce", "--bal_tau", "0.5")),
+                    Refused(BAL_TAU_MESSAGE.format("ldam"), ("--loss_type", "ldam", "--bal_tau", "0.5"))),
+        "ldam_max_m": (Seen("trainer.loss_fn.max_m", "0.3", 0.3),
+                       Refused("--ldam_max_m 0.3: they set LDAM's margins and logit scale, and --loss_type is bal_ce",
+                               ("--ldam_max_m", "0.3"))),
+        "ldam_s": (Seen("trainer.loss_fn.s", "10", 10.0),
+                   Refused("--ldam_s 10.0: they set LDAM's margins and logit scale, and --loss_type is bce",
+                           ("--loss_type", "bce", "--ldam_s", "10"))),
         "drw_epoch": Seen("trainer.drw_callback.drw_epoch", "2", 2.0),
         "drw_step": Seen("trainer.drw_callback.drw_step: the DRW point in optimizer steps"),
-        "drw_beta": Seen("trainer.drw_beta", "0.999", 0.999),
+        "drw_beta": (Seen("trainer.drw_beta", "0.999", 0.999),
+                     Refused("--drw_beta 0.99: it sets the class-balanced weights of deferred re-weighting, which is "
+                             "off here", ("--drw_beta", "0.99")),
+                     Refused("--drw_beta 0.99: .* which is off here", ("--loss_type", "ldam", "--drw_beta", "0.99"))),
         **DATA,
         **AUGMENTATION,
         **FINETUNE_TRAINING,
@@ -248,23 +268,28 @@ TABLE: dict[str, dict] = {
         "base_learning_rate": (Seen("args.learning_rate (x effective batch / 256)"),
                                LONG_TAIL_TRAINING["base_learning_rate"][1]),
         "weight_decay": Seen("max(g['weight_decay'] for g in optimizer.param_groups)", "0.01", 0.01),
-        "layer_decay": Ignored("TeacherTrainer.create_optimizer (trainers/teacher.py) builds its groups without layer "
-                               "decay; its help says 'Unused by the teacher'"),
+        "layer_decay": Refused("--layer_decay 0.5: the teacher trains every layer at one learning rate",
+                               ("--layer_decay", "0.5")),
         "sampler": Seen("trainer.sampling_labels: the class-aware draw"),
         "freeze_encoder": Seen("model: encoder frozen, head re-initialised (cRT)"),
         "max_grad_norm": Seen("args.max_grad_norm: Trainer's clipping (SAM's second step)"),
         "sam_rho": Seen("optimizer.defaults['rho']", "0.1", 0.1),
         "sam_adaptive": Seen("optimizer.defaults['adaptive']", "true", True),
-        "sam_base_optimizer": Seen("type(trainer.sam.base_optimizer).__name__: SGD or AdamW"),
-        "momentum": Seen("optimizer.defaults['momentum']", "0.5", 0.5),
-        "nesterov": Seen("optimizer.defaults['nesterov']", "true", True),
+        "sam_base_optimizer": Seen("type(trainer.sam.base_optimizer).__name__: SGD or AdamW (--optim is refused, "
+                                   "tests/test_teacher.py)"),
+        "momentum": (Seen("optimizer.defaults['momentum']", "0.5", 0.5),
+                     Refused("--momentum 0.5: they set SGD, and SAM's base optimizer is AdamW here",
+                             ("--sam_base_optimizer", "adamw", "--momentum", "0.5"))),
+        "nesterov": (Seen("optimizer.defaults['nesterov']", "true", True),
+                     Refused("--nesterov true: they set SGD, and SAM's base optimizer is AdamW here",
+                             ("--sam_base_optimizer", "adamw", "--nesterov", "true"))),
         "channels_last": Seen("model: the memory format of the convolution weights"),
     },
     "run_eval": {
         "model_name_or_path": Seen("model: AutoModelForImageClassification.from_pretrained"),
         "output_dir": Seen("output: eval_results.json, the plots, class_counts.json, README.md"),
-        "split": (Seen("the evaluated split: test or validation"),
-                  Ignored("a value other than 'test' evaluates the validation split (scripts/run_eval.py)")),
+        "split": (Seen("the evaluated split, the one named: train, validation or test (tests/test_posthoc_script.py)"),
+                  Refused("unknown --split 'val'; choose one of train, validation, test", ("--split", "val"))),
         "per_device_eval_batch_size": Seen("the evaluation Trainer's batch size"),
         "index_bounds": (Seen("output: eval_results.json index_* metrics"),
                          Refused("unknown --index_bounds 'x'; choose one of", ("--index_bounds", "x"))),
@@ -275,10 +300,14 @@ TABLE: dict[str, dict] = {
                          ("--save", "true"))),
         "posthoc_output_dir": (Seen("output: an adjusted copy of the model"),
                                Refused("give --posthoc too", ("--posthoc_output_dir", "{tmp}/copy"))),
-        "logit_adjustment_grid": (Seen("the taus tried for logit_adjustment (with --posthoc)"),
-                                  Ignored("without --posthoc (scripts/run_eval.py)")),
-        "tau_norm_grid": (Seen("the taus tried for tau_norm (with --posthoc)"),
-                          Ignored("without --posthoc (scripts/run_eval.py)")),
+        "logit_adjustment_grid": (Seen("the taus tried for logit_adjustment (with --posthoc logit_adjustment)"),
+                                  Refused("--logit_adjustment_grid 0:1:0.5: it sets the taus tried by the post-hoc "
+                                          "logit_adjustment, which is not fitted here: add --posthoc logit_adjustment",
+                                          ("--logit_adjustment_grid", "0:1:0.5"))),
+        "tau_norm_grid": (Seen("the taus tried for tau_norm (with --posthoc tau_norm)"),
+                          Refused("--tau_norm_grid 0,1: it sets the taus tried by the post-hoc tau_norm, which is not "
+                                  "fitted here: add --posthoc tau_norm",
+                                  ("--posthoc", "temperature", "--tau_norm_grid", "0,1"))),
         **DATA,
     },
     "prepare_dataset": {
@@ -298,9 +327,11 @@ TABLE: dict[str, dict] = {
         "overwrite": Seen("output: an existing dataset replaced"),
         "push_to_hub": Seen("the Hub dataset repository"),
         "hub_dataset_id": (Seen("the Hub dataset repository (with --push_to_hub)"),
-                           Ignored("without --push_to_hub (scripts/prepare_dataset.py)")),
+                           Refused("--hub_dataset_id me/lt: they set the Hub dataset repository, and nothing is "
+                                   "pushed: add --push_to_hub", PREPARE + ("--hub_dataset_id", "me/lt"))),
         "hub_private": (Seen("the Hub repository's visibility (with --push_to_hub)"),
-                        Ignored("without --push_to_hub (scripts/prepare_dataset.py)")),
+                        Refused("--hub_private true: they set the Hub dataset repository, and nothing is pushed: add "
+                                "--push_to_hub", PREPARE + ("--hub_private",))),
     },
     "convert_checkpoint": {
         "source": Seen("the converter (modeling_livt.hub.convert)"),
@@ -319,9 +350,11 @@ TABLE: dict[str, dict] = {
         "push_to_hub": Seen("the Hub model repository"),
         "hub_model_id": Seen("card: the repository id; the Hub repository"),
         "hub_private_repo": (Seen("the Hub repository's visibility (with --push_to_hub)"),
-                             Ignored("without --push_to_hub (scripts/convert_checkpoint.py)")),
+                             Refused("--hub_private_repo true: they set the Hub upload, and nothing is pushed: add "
+                                     "--push_to_hub", ("--hub_private_repo", "true"))),
         "hub_token": (Seen("the Hub login (with --push_to_hub)"),
-                      Ignored("without --push_to_hub (scripts/convert_checkpoint.py)")),
+                      Refused(r"--hub_token \*\*\*: they set the Hub upload, and nothing is pushed: add --push_to_hub",
+                              ("--hub_token", FAKE_TOKEN))),
     },
     "demo": {
         "method": Seen("which scripts run: livt (MGP + fine-tuning) or deit_lt (teacher + student)"),
@@ -391,20 +424,7 @@ def test_every_flag_has_an_entry_and_every_entry_a_flag(declared_flags, script):
     assert not stale, f"{script}: table entries for flags the script no longer has: {stale}"
     for flag, entries in table.items():
         for entry in entries if isinstance(entries, tuple) else (entries,):
-            assert isinstance(entry, (Seen, Refused, Ignored)), (script, flag)
-
-
-def test_known_ignored_flags_are_only_in_scripts_of_other_owners():
-    """Ours (run_finetune, run_mgp, run_deit_lt) honour or refuse every flag."""
-    ignored = {(script, flag) for script, table in TABLE.items() for flag, entries in table.items()
-               for entry in (entries if isinstance(entries, tuple) else (entries,)) if isinstance(entry, Ignored)}
-    assert not {script for script, _ in ignored} & {"run_finetune", "run_mgp", "run_deit_lt"}
-    assert ignored == {
-        ("run_teacher", "config_overrides"), ("run_teacher", "layer_decay"), ("run_eval", "split"),
-        ("run_eval", "logit_adjustment_grid"), ("run_eval", "tau_norm_grid"), ("prepare_dataset", "hub_dataset_id"),
-        ("prepare_dataset", "hub_private"), ("convert_checkpoint", "hub_private_repo"),
-        ("convert_checkpoint", "hub_token"),
-    }
+            assert isinstance(entry, (Seen, Refused)), (script, flag)  # observed or refused: never ignored
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -424,8 +444,8 @@ def _entries(script, kind):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """A tiny saved MGP model and a tiny DeiT-LT, the `{checkpoint}` of the refusals."""
+def checkpoints(tmp_path_factory, teacher_dir):
+    """A tiny saved MGP model, a tiny DeiT-LT and a tiny CIFAR ResNet teacher, the `{checkpoint}` of the refusals."""
     import modeling_livt as ml
     from tests.helpers import TINY
 
@@ -433,7 +453,8 @@ def checkpoints(tmp_path_factory):
     ml.LiVTForMaskedImageModeling(ml.LiVTConfig(**TINY)).save_pretrained(out / "mgp")
     encoder = {k: v for k, v in TINY.items() if not k.startswith("decoder_")}
     ml.DeiTLTForImageClassification(ml.DeiTLTConfig(**encoder, num_labels=10)).save_pretrained(out / "deit_lt")
-    return {"run_mgp": out / "mgp", "run_finetune": out / "mgp", "run_deit_lt": out / "deit_lt"}
+    return {"run_mgp": out / "mgp", "run_finetune": out / "mgp", "run_deit_lt": out / "deit_lt",
+            "run_teacher": teacher_dir}
 
 
 def _base_argv(script, tmp_path, teacher_dir, from_checkpoint=False) -> list[str]:
@@ -445,7 +466,8 @@ def _base_argv(script, tmp_path, teacher_dir, from_checkpoint=False) -> list[str
         teacher = ["--teacher_name_or_path", str(teacher_dir)] if script == "run_deit_lt" else []
         return DIGITS + model + teacher + FAST + out
     if script == "run_teacher":
-        return DIGITS + ["--config_overrides", "depth=8,base_width=4"] + FAST + out
+        model = [] if from_checkpoint else ["--config_overrides", "depth=8,base_width=4"]
+        return DIGITS + model + FAST + out
     if script == "run_eval":
         return ["--model_name_or_path", str(tmp_path / "no_model")] + out
     if script == "convert_checkpoint":
@@ -503,3 +525,10 @@ def test_refused_flags_stop_the_run_with_their_message(script, flag, entry, tmp_
     base = _base_argv(script, tmp_path, teacher_dir, from_checkpoint="--model_name_or_path" in argv)
     with pytest.raises(ValueError, match=entry.message):
         _start(script, base + argv)
+
+
+def test_a_refused_hub_token_is_never_written_in_the_message(tmp_path, teacher_dir):
+    argv = _base_argv("convert_checkpoint", tmp_path, teacher_dir) + ["--hub_token", FAKE_TOKEN]
+    with pytest.raises(ValueError, match="--push_to_hub") as refused:
+        _start("convert_checkpoint", argv)
+    assert FAKE_TOKEN not in str(refused.value)

@@ -146,3 +146,18 @@ def test_posthoc_errors(ce_model, tmp_path):
                                               intermediate_size=64, image_size=32, patch_size=8, num_labels=10))
     with pytest.raises(ValueError, match="needs a LiVT or DeiT-LT classifier"):
         check_posthoc_model(vit)
+
+
+def test_split_evaluates_the_split_it_names(ce_model, tmp_path):
+    """`--split train / validation / test`: that split (train: the long-tailed training split of the data flags)."""
+    counts = json.loads((ce_model / "class_counts.json").read_text())
+    for split, size in (("train", sum(counts)), ("validation", 200), ("test", 300)):
+        metrics = run_eval.main(["--model_name_or_path", str(ce_model), "--output_dir", str(tmp_path / split),
+                                 "--split", split, "--write_card", "false", "--per_device_eval_batch_size", "128"]
+                                + DATA[:4])
+        assert metrics["split"] == split and metrics["num_examples"] == size, split
+    with pytest.raises(ValueError, match="unknown --split 'val'; choose one of train, validation, test"):
+        run_eval.main(["--model_name_or_path", str(ce_model), "--output_dir", str(tmp_path), "--split", "val"])
+    with pytest.raises(ValueError, match="--logit_adjustment_grid 0,1: it sets the taus tried by the post-hoc "
+                                         "logit_adjustment, which is not fitted here: add --posthoc logit_adjustment"):
+        _posthoc(ce_model, tmp_path, "temperature,tau_norm", "--logit_adjustment_grid", "0,1")

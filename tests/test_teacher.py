@@ -203,6 +203,64 @@ def test_build_teacher_model_defaults():
     assert build_teacher_model(TeacherModelArguments(teacher_arch="resnet_cifar"), Data, 224).config.depth == 32
 
 
+class _Digits:
+    num_classes, class_counts = 10, [10] * 10
+    id2label = {i: str(i) for i in range(10)}
+    label2id = {str(i): i for i in range(10)}
+
+
+def test_config_overrides_on_a_pretrained_teacher_apply_when_they_keep_its_weights(teacher_dir):
+    saved = AutoModelForImageClassification.from_pretrained(teacher_dir, trust_remote_code=True)
+    args = TeacherModelArguments(model_name_or_path=str(teacher_dir),
+                                 config_overrides="batch_norm_eps=0.001,batch_norm_momentum=0.2")
+    model = build_teacher_model(args, _Digits, image_size=32)
+    assert model.config.batch_norm_eps == 0.001 and model.config.batch_norm_momentum == 0.2
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.eps == 0.001 and m.momentum == 0.2 for m in norms)  # the modules built with them
+    for name, tensor in saved.state_dict().items():  # the checkpoint's weights, all of them
+        torch.testing.assert_close(model.state_dict()[name], tensor, msg=name)
+    # the checkpoint's own value is no change; a shape change is refused, naming the override and a weight
+    assert build_teacher_model(TeacherModelArguments(model_name_or_path=str(teacher_dir),
+                                                     config_overrides="base_width=4"), _Digits, 32).config.depth == 8
+    with pytest.raises(ValueError, match=r"--config_overrides use_norm=true \(\d+ weight\(s\) change, e\.g\. "
+                                         r"linear.*--config_overrides depth=14 \("):
+        build_teacher_model(TeacherModelArguments(model_name_or_path=str(teacher_dir),
+                                                  config_overrides="use_norm=true,depth=14"), _Digits, 32)
+    with pytest.raises(ValueError, match="unknown config key"):
+        build_teacher_model(TeacherModelArguments(model_name_or_path=str(teacher_dir),
+                                                  config_overrides="hidden_size=8"), _Digits, 32)
+    for checkpoint in (str(teacher_dir), None):  # the classes come from the data, with or without a checkpoint
+        with pytest.raises(ValueError, match="--config_overrides num_labels=5: the teacher's classes come from"):
+            build_teacher_model(TeacherModelArguments(model_name_or_path=checkpoint, config_overrides="num_labels=5"),
+                                _Digits, 32)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(optim="sgd"), "--optim sgd: the teacher's optimizer is SAM around --sam_base_optimizer.*sgd or adamw"),
+    (dict(layer_decay=0.75), "--layer_decay 0.75: the teacher trains every layer at one learning rate"),
+    (dict(adam_beta2=0.95), "--adam_beta2 0.95: they set AdamW, and SAM's base optimizer is SGD"),
+    (dict(sam_base_optimizer="adamw", momentum=0.5), "--momentum 0.5: they set SGD"),
+])
+def test_teacher_refuses_the_optimizer_flags_it_would_ignore(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TeacherTrainer(model=_resnet(), args=_args(tmp_path, max_steps=1, **kwargs), class_counts=COUNTS)
+
+
+def test_teacher_refuses_the_loss_flags_its_loss_would_ignore(tmp_path):
+    def build(**kwargs):
+        return TeacherTrainer(model=_resnet(), args=_args(tmp_path, max_steps=4), class_counts=COUNTS, **kwargs)
+
+    with pytest.raises(ValueError, match="--bal_tau 0.5: .*the loss here is ce"):
+        build(loss_type="ce", bal_tau=0.5)
+    with pytest.raises(ValueError, match="--ldam_s 1: they set LDAM's margins and logit scale, and --loss_type is "
+                                         "bal_ce"):
+        build(ldam_s=1)
+    with pytest.raises(ValueError, match="--drw_beta 0.99: it sets the class-balanced weights of deferred"):
+        build(loss_type="ldam", drw_beta=0.99)
+    assert build(loss_type="ldam", drw_step=2, drw_beta=0.99, ldam_s=1).drw_beta == 0.99  # with DRW: honoured
+    assert build(loss_type="bal_bce", bal_tau=0.5).loss_fn.tau == 0.5
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # scripts/run_teacher.py
 # ---------------------------------------------------------------------------------------------------------------------
@@ -245,3 +303,10 @@ def test_run_teacher_writes_a_loadable_teacher_with_processor_labels_and_card(tm
         assert top["score"] == pytest.approx(probs[i].max().item(), abs=1e-5)
     teacher = DistillationTeacher.from_pretrained(str(out))
     assert teacher.image_size == 32 and teacher.mean == pytest.approx(get_normalization("digits")[0])
+
+
+def test_run_teacher_refuses_optim_before_the_data_is_loaded(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_teacher.ClassificationScript, "build_trainer",
+                        lambda self: pytest.fail("the data was loaded"))
+    with pytest.raises(ValueError, match="--optim adamw_torch: .*pass --sam_base_optimizer sgd or adamw"):
+        run_teacher.main(DATA + FAST + ["--output_dir", str(tmp_path), "--optim", "adamw_torch"])

@@ -1,5 +1,6 @@
 """Trainers: balanced loss for foreign models, gradient accumulation, optimizer groups, lr rules, NaN guard, Hub."""
 
+import logging
 import math
 
 import pytest
@@ -223,6 +224,31 @@ def test_push_to_hub_offline_fails_before_training(tmp_path, monkeypatch):
     args = _args(tmp_path, max_steps=1, push_to_hub=True, hub_model_id="me/livt")
     with pytest.raises(RuntimeError, match="--push_to_hub needs the Hugging Face Hub.*HF_HUB_OFFLINE"):
         BalancedTrainer(model=model, args=args, train_dataset=_tensor_dataset()[0])
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_bf16_on_a_cpu_without_native_bf16_warns_at_start_up(tmp_path, monkeypatch, caplog, native_bf16):
+    """bf16 autocast emulated on an AVX2-only CPU is ~10x slower than fp32: every trainer (hence every training
+    script) says so when it is built with --bf16 there."""
+    from trainers.base import LongTailTrainerMixin
+    from trainers.deit_lt import DeiTLTTrainer
+    from trainers.teacher import TeacherTrainer
+
+    assert all(issubclass(cls, LongTailTrainerMixin) for cls in (BalancedTrainer, MGPTrainer, TeacherTrainer,
+                                                                 DeiTLTTrainer))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native_bf16)
+    model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS))
+    for bf16 in (True, False):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="trainers.base"):
+            BalancedTrainer(model=model, args=_args(tmp_path, max_steps=1, bf16=bf16),
+                            train_dataset=_tensor_dataset()[0])
+        warned = [record.getMessage() for record in caplog.records if "--bf16" in record.getMessage()]
+        if bf16 and not native_bf16:
+            (message,) = warned
+            assert torch.backends.cpu.get_cpu_capability() in message and "fp32 is faster" in message
+        else:
+            assert not warned
 
 
 def test_create_model_card_uses_our_writer(tmp_path):

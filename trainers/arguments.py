@@ -63,6 +63,20 @@ def check_training_flags(training_args) -> None:
                      "effective batch / 256); give one of the two.")
 
 
+BALANCED_LOSS_TYPES = ("bal_bce", "bal_ce")  # the losses with a class prior, whose strength `--bal_tau` sets
+
+
+def check_bal_tau(bal_tau: float | None, loss_type: str, loss_flag: str = "--loss_type") -> None:
+    """Refuse `--bal_tau` (`bal_tau`: the value the user gave, None when left off) when the loss `loss_type` has no
+    class prior for it to scale (ce, bce, LDAM): `ValueError` naming the flag and the losses it acts on."""
+    if bal_tau is not None and loss_type not in BALANCED_LOSS_TYPES:
+        raise ValueError(
+            f"--bal_tau {bal_tau}: it sets the strength of the class prior of the balanced losses "
+            f"({', '.join(BALANCED_LOSS_TYPES)}), and the loss here is {loss_type}, which has none. Drop --bal_tau, or "
+            f"choose a balanced loss ({loss_flag} {' / '.join(BALANCED_LOSS_TYPES)})."
+        )
+
+
 @dataclass
 class LongTailTrainingArguments(TrainingArguments):
     """`TrainingArguments` plus the MAE/LiVT learning-rate rule and layer-wise decay."""
@@ -135,6 +149,10 @@ class MGPTrainingArguments(LongTailTrainingArguments):
 
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (MAE pretraining uses 0.95)."})
     layer_decay: float = field(default=1.0, metadata={"help": "Layer-wise lr decay (off for pretraining)."})
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Keep the image column for MAE's transform (true, which would drop it, is refused)."},
+    )
     num_reconstruction_images: int = field(
         default=8,
         metadata={

@@ -38,6 +38,21 @@ def check_hub_access(args) -> None:
         check_hub_offline("--push_to_hub", args.hub_model_id, args.output_dir, "Train without --push_to_hub")
 
 
+def warn_slow_cpu_bf16(args) -> None:
+    """Warn at start-up when `--bf16` runs on a CPU without native bf16 instructions (AVX512-BF16 / AMX): oneDNN then
+    emulates bf16 and autocast is ~10x slower than fp32 (a ResNet-32 SAM step: 7 img/s bf16, 85 img/s fp32 on an
+    AVX2-only CPU)."""
+    if not getattr(args, "bf16", False) or args.device.type != "cpu":
+        return
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return
+    logger.warning(
+        "--bf16 on a CPU without native bf16 instructions (capability %s): bf16 autocast is emulated here, about 10x "
+        "slower than fp32 (a ResNet-32 SAM step: 7 img/s bf16 vs 85 img/s fp32 on an AVX2-only CPU). fp32 is faster "
+        "on this machine: drop --bf16.", torch.backends.cpu.get_cpu_capability(),
+    )
+
+
 STAGING_DIR = ".staging"
 
 
@@ -50,6 +65,7 @@ class LongTailTrainerMixin:
     def __init__(self, *args, **kwargs):
         check_hub_access(kwargs.get("args", args[1] if len(args) > 1 else None))  # Trainer creates the repo in init
         super().__init__(*args, **kwargs)
+        warn_slow_cpu_bf16(self.args)
         self._check_optimizer_choice()
         self.add_callback(AugmentationEpochCallback(self))  # every epoch draws new (seeded) augmentations
         self._setup_class_aware_sampling()  # before repeated augmentation copies the rows: labels of the images

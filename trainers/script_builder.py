@@ -23,7 +23,7 @@ from modeling_livt.data.loading import DataArguments
 from modeling_livt.hub.model_card import write_model_card
 from modeling_livt.models.configuration_vit import POSTHOC_FIELDS
 
-from .arguments import AugmentationArguments, check_training_flags, field_default
+from .arguments import AugmentationArguments, check_bal_tau, check_training_flags, field_default
 from .base import LongTailTrainerMixin
 from .class_sampling import SAMPLER_DESCRIPTIONS
 from .cli import parse_args, setup_logging
@@ -174,6 +174,26 @@ class ViTClassificationScript(ClassificationScript):
 
     model_class: type[PreTrainedModel]
     presets: dict
+    loss_flag = "--loss_type"  # the flag that names the loss (`loss_fields`)
+
+    def check_flags(self) -> None:
+        """Also refuse `--bal_tau` when the loss the model will train with has no class prior (ce, bce)."""
+        super().check_flags()
+        if self.model_args.bal_tau is not None:
+            check_bal_tau(self.model_args.bal_tau, self.planned_loss_type(), self.loss_flag)
+
+    def planned_loss_type(self) -> str:
+        """The loss the model will train with, known before any data is loaded: the explicit flag (`loss_fields`),
+        else `--config_overrides`, else the checkpoint's config (or the preset's)."""
+        config_class = self.model_class.config_class
+        name = config_class.loss_field
+        explicit = self.loss_fields().get(name)
+        if explicit is not None:
+            return explicit
+        if self.checkpoint_config is None:
+            return getattr(build_config(self.model_args, config_class, self.presets), name)
+        default = next(f.default for f in dataclasses.fields(config_class) if f.name == name)
+        return self.checkpoint_changes.get(name, self.checkpoint_config.get(name, default))
 
     @cached_property
     def checkpoint_config(self) -> dict | None:

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
 from modeling_livt.models.losses import ClassWeightedLoss, LDAMLoss, build_loss, class_balanced_weights
 from modeling_livt.models.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification
 
-from .arguments import AugmentationArguments, FinetuneTrainingArguments
+from .arguments import AugmentationArguments, FinetuneTrainingArguments, check_bal_tau, refuse_flags
 from .balanced import BalancedTrainer
 from .deit_lt import DEFAULT_DRW_BETA, DRWCallback, image_processor_input_size
-from .optim import param_groups
+from .optim import optimizer_name, param_groups, uses_our_adamw
 from .sam import SAM
 from .workflow import parse_config_overrides
 
@@ -32,6 +32,10 @@ TEACHER_LOSS_TYPES = ("bal_ce", "bal_bce", "ce", "bce", "ldam", "ldam_drw")
 TEACHER_ARCHS = ("resnet_cifar",)
 SMALL_TEACHER_MAX_SIZE = 64  # up to this size the CIFAR ResNet-32 is the default teacher
 LDAM_DRW_EPOCH_FRACTION = 0.8  # LDAM-DRW re-weights from epoch 160 of 200
+LDAM_MAX_M, LDAM_S = 0.5, 30.0  # LDAM's largest margin and logit scale (Cao et al., 2019)
+DEFAULT_BAL_TAU = 1.0
+SAM_BASE_OPTIMIZERS = ("sgd", "adamw")
+LABEL_FIELDS = ("num_labels", "id2label", "label2id")  # the teacher's label space comes from the data
 
 
 class TrainerSAM(SAM):
@@ -73,6 +77,66 @@ def teacher_drw_point(loss_type: str, drw_epoch: float | None, drw_step: int | N
     return drw_epoch, drw_step
 
 
+def check_teacher_training_args(args) -> None:
+    """Refuse the training flags the teacher's optimizer (SAM around SGD or AdamW, one learning rate for every layer)
+    would ignore: `ValueError` naming them and what works instead."""
+    if not uses_our_adamw(args):
+        raise ValueError(
+            f"--optim {optimizer_name(args)}: the teacher's optimizer is SAM around --sam_base_optimizer, which "
+            f"--optim cannot choose. Drop --optim and pass --sam_base_optimizer {' or '.join(SAM_BASE_OPTIMIZERS)} "
+            "(default sgd)."
+        )
+    layer_decay = getattr(args, "layer_decay", None)
+    if layer_decay not in (None, 1.0):
+        raise ValueError(
+            f"--layer_decay {layer_decay}: the teacher trains every layer at one learning rate (its optimizer has no "
+            "layer-wise decay; a CNN has no ViT layers). Drop --layer_decay (or give 1.0)."
+        )
+    base = getattr(args, "sam_base_optimizer", "sgd")
+    if base not in SAM_BASE_OPTIMIZERS:
+        raise ValueError(f"Unknown sam_base_optimizer={base!r}; choose one of {list(SAM_BASE_OPTIMIZERS)}.")
+    if base == "sgd":
+        refuse_flags(args, ["adam_beta1", "adam_beta2", "adam_epsilon"],
+                     "they set AdamW, and SAM's base optimizer is SGD here: add --sam_base_optimizer adamw, or drop "
+                     "them.")
+    elif all(hasattr(args, name) for name in ("momentum", "nesterov")):
+        refuse_flags(args, ["momentum", "nesterov"],
+                     "they set SGD, and SAM's base optimizer is AdamW here (--sam_base_optimizer adamw): drop them, "
+                     "or use --sam_base_optimizer sgd.")
+
+
+def check_teacher_loss_flags(loss_type: str, *, bal_tau: float = DEFAULT_BAL_TAU, ldam_max_m: float = LDAM_MAX_M,
+                             ldam_s: float = LDAM_S, drw: bool = False, drw_beta: float = DEFAULT_DRW_BETA) -> None:
+    """Refuse the loss flags `loss_type` would ignore (`drw`: whether deferred re-weighting is on): `--bal_tau` without
+    a balanced loss, the LDAM flags without LDAM, `--drw_beta` without DRW. `ValueError` naming them."""
+    check_bal_tau(bal_tau if bal_tau != DEFAULT_BAL_TAU else None, loss_type)
+    if not loss_type.startswith("ldam"):
+        given = [f"--{name} {value}" for name, value, default in
+                 (("ldam_max_m", ldam_max_m, LDAM_MAX_M), ("ldam_s", ldam_s, LDAM_S)) if value != default]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: they set LDAM's margins and logit scale, and --loss_type is {loss_type}. Use "
+                "--loss_type ldam or ldam_drw, or drop them."
+            )
+    if not drw and drw_beta != DEFAULT_DRW_BETA:
+        raise ValueError(
+            f"--drw_beta {drw_beta}: it sets the class-balanced weights of deferred re-weighting, which is off here "
+            "(--loss_type ldam_drw turns it on, or --drw_epoch/--drw_step with --loss_type ldam). Drop --drw_beta."
+        )
+
+
+def check_teacher_flags(model_args, training_args) -> None:
+    """The refusals of scripts/run_teacher.py, before any data is loaded: `check_teacher_training_args` and
+    `check_teacher_loss_flags` for the parsed `TeacherModelArguments` / `TeacherTrainingArguments`."""
+    check_teacher_training_args(training_args)
+    drw_epoch, drw_step = teacher_drw_point(model_args.loss_type, model_args.drw_epoch, model_args.drw_step,
+                                            training_args)
+    check_teacher_loss_flags(
+        model_args.loss_type, bal_tau=model_args.bal_tau, ldam_max_m=model_args.ldam_max_m, ldam_s=model_args.ldam_s,
+        drw=drw_epoch is not None or drw_step is not None, drw_beta=model_args.drw_beta,
+    )
+
+
 class TeacherTrainer(BalancedTrainer):
     """`BalancedTrainer` with SAM (Foret et al., 2021) and the long-tail losses of a DeiT-LT teacher.
 
@@ -93,6 +157,10 @@ class TeacherTrainer(BalancedTrainer):
         drw_epoch / drw_step / drw_beta: the DRW point and the beta of the class-balanced weights (LDAM only).
         Other arguments: as `BalancedTrainer`. `args` are `TeacherTrainingArguments` (or any TrainingArguments; SAM
         then uses rho 0.05 and SGD with momentum 0.9).
+
+    What the teacher would ignore is refused (`ValueError`): an `--optim` other than the default (SAM's base optimizer
+    is `sam_base_optimizer`), `layer_decay` other than 1.0, the other base optimizer's settings, `bal_tau` without a
+    balanced loss, the LDAM arguments without LDAM and `drw_beta` without DRW.
     """
 
     def __init__(
@@ -100,9 +168,9 @@ class TeacherTrainer(BalancedTrainer):
         *args,
         class_counts=None,
         loss_type: str = "bal_ce",
-        bal_tau: float = 1.0,
-        ldam_max_m: float = 0.5,
-        ldam_s: float = 30.0,
+        bal_tau: float = DEFAULT_BAL_TAU,
+        ldam_max_m: float = LDAM_MAX_M,
+        ldam_s: float = LDAM_S,
         drw_epoch: float | None = None,
         drw_step: int | None = None,
         drw_beta: float = DEFAULT_DRW_BETA,
@@ -112,6 +180,7 @@ class TeacherTrainer(BalancedTrainer):
             raise ValueError(f"Unknown teacher loss_type={loss_type!r}; choose one of {list(TEACHER_LOSS_TYPES)}.")
         base_loss = "ldam" if loss_type.startswith("ldam") else loss_type
         super().__init__(*args, class_counts=class_counts, loss_type=base_loss, bal_tau=bal_tau, **kwargs)
+        check_teacher_training_args(self.args)
         if self.args.gradient_accumulation_steps > 1:
             raise ValueError(
                 "TeacherTrainer (SAM) does not support --gradient_accumulation_steps > 1: SAM's ascent step needs the "
@@ -130,6 +199,8 @@ class TeacherTrainer(BalancedTrainer):
         if base_loss == "ldam":
             self.loss_fn = LDAMLoss(self.class_counts, max_m=ldam_max_m, s=ldam_s)
         drw_epoch, drw_step = teacher_drw_point(loss_type, drw_epoch, drw_step, self.args)
+        check_teacher_loss_flags(loss_type, bal_tau=bal_tau, ldam_max_m=ldam_max_m, ldam_s=ldam_s,
+                                 drw=drw_epoch is not None or drw_step is not None, drw_beta=drw_beta)
         self.drw_beta = drw_beta
         self.drw_callback = DRWCallback(self.set_drw, drw_epoch=drw_epoch, drw_step=drw_step)
         if self.drw_callback.enabled and not isinstance(self.loss_fn, ClassWeightedLoss):
@@ -172,7 +243,7 @@ class TeacherTrainer(BalancedTrainer):
                 base_cls = torch.optim.AdamW
                 base_kwargs = dict(betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon)
             else:
-                raise ValueError(f"Unknown sam_base_optimizer={base!r}; choose 'sgd' or 'adamw'.")
+                raise ValueError(f"Unknown sam_base_optimizer={base!r}; choose one of {list(SAM_BASE_OPTIMIZERS)}.")
             self.optimizer = TrainerSAM(
                 groups, base_cls, rho=getattr(self.args, "sam_rho", 0.05),
                 adaptive=getattr(self.args, "sam_adaptive", False), lr=self.args.learning_rate, **base_kwargs,
@@ -202,19 +273,80 @@ def default_teacher_image_size(model_name_or_path: str | None) -> int:
         return 224
 
 
+def _refuse_label_overrides(overrides: dict, data) -> None:
+    given = [f"--config_overrides {name}={overrides[name]}" for name in LABEL_FIELDS if name in overrides]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: the teacher's classes come from the data ({data.num_classes} classes, with their "
+            "names). Drop the override."
+        )
+
+
+def _weight_shapes(config) -> dict[str, tuple]:
+    """The names and shapes of the weights and buffers of the classifier `config` builds (on the meta device: no
+    memory, no initialisation cost)."""
+    with torch.device("meta"):
+        model = AutoModelForImageClassification.from_config(config, trust_remote_code=True)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def _shape_change(before: dict, after: dict) -> str | None:
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    if not changed:
+        return None
+    first = changed[0]
+    describe = {name: list(shape) if shape is not None else "absent"
+                for name, shape in (("before", before.get(first)), ("after", after.get(first)))}
+    return f"{len(changed)} weight(s) change, e.g. {first}: {describe['before']} -> {describe['after']}"
+
+
+def check_checkpoint_overrides(model_name_or_path: str, config, overrides: dict) -> None:
+    """`--config_overrides` on top of a pretrained classifier's `config` apply when they keep the shapes of its
+    weights (eps, momentum, dropout, ...); `ValueError` naming each override that would change them (compared on
+    models built on the meta device, the classification head included)."""
+    values = config.to_dict()
+    before = _weight_shapes(config)
+    written = {name: str(value).lower() if isinstance(value, bool) else value for name, value in overrides.items()}
+    refused = []
+    for name, value in overrides.items():
+        change = _shape_change(before, _weight_shapes(type(config).from_dict({**values, name: value})))
+        if change:
+            refused.append(f"--config_overrides {name}={written[name]} ({change})")
+    if not refused and len(overrides) > 1:
+        change = _shape_change(before, _weight_shapes(type(config).from_dict({**values, **overrides})))
+        if change:
+            refused.append(f"--config_overrides {','.join(f'{k}={v}' for k, v in written.items())} ({change})")
+    if refused:
+        raise ValueError(
+            f"{'; '.join(refused)}: the weights of --model_name_or_path {model_name_or_path} do not fit that config, "
+            "and no flag can change them on top of the checkpoint. Drop the override (or give the checkpoint's "
+            "value), or train a new teacher (--teacher_arch, without --model_name_or_path). What applies on a "
+            "checkpoint: --config_overrides of fields that keep the weights' shapes (eps, momentum, dropout, ...)."
+        )
+
+
 def build_teacher_model(model_args, data, image_size: int) -> nn.Module:
     """The teacher to train: a pretrained classifier (new head for the data's classes) or a fresh CIFAR ResNet.
 
-    The config carries `id2label` / `label2id` (so `pipeline()` names the classes and DeiT-LT can check the label
-    space) and the training `class_counts` (shot groups for the card and `run_eval.py`).
+    `--config_overrides` set fields of the new CIFAR ResNet's config, or, on top of a pretrained classifier, the
+    fields that keep the shapes of its weights (`check_checkpoint_overrides` refuses the others); the label space
+    always comes from the data. The config carries `id2label` / `label2id` (so `pipeline()` names the classes and
+    DeiT-LT can check the label space) and the training `class_counts` (shot groups for the card and `run_eval.py`).
     """
     labels = dict(num_labels=data.num_classes, id2label=data.id2label, label2id=data.label2id)
     ldam = model_args.loss_type.startswith("ldam")
     if model_args.model_name_or_path:
         if model_args.teacher_arch is not None:
             raise ValueError("Give --model_name_or_path (a pretrained classifier) or --teacher_arch, not both.")
+        overrides = {}
+        if model_args.config_overrides:
+            config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=True,
+                                                id2label=data.id2label, label2id=data.label2id)
+            overrides = parse_config_overrides(model_args.config_overrides, type(config))
+            _refuse_label_overrides(overrides, data)
+            check_checkpoint_overrides(model_args.model_name_or_path, config, overrides)
         model = AutoModelForImageClassification.from_pretrained(
-            model_args.model_name_or_path, ignore_mismatched_sizes=True, trust_remote_code=True, **labels
+            model_args.model_name_or_path, ignore_mismatched_sizes=True, trust_remote_code=True, **overrides, **labels
         )
         if ldam:
             logger.warning("LDAM scales logits by s=%s, meant for a cosine head; %s has a plain linear head (consider "
@@ -232,6 +364,7 @@ def build_teacher_model(model_args, data, image_size: int) -> nn.Module:
         if arch not in TEACHER_ARCHS:
             raise ValueError(f"Unknown --teacher_arch {arch!r}; choose one of {list(TEACHER_ARCHS)}.")
         overrides = parse_config_overrides(model_args.config_overrides, ResNetCifarConfig)
+        _refuse_label_overrides(overrides, data)
         if ldam:
             overrides.setdefault("use_norm", True)  # LDAM's cosine classifier (official LDAM-DRW ResNet-32)
         model = ResNetCifarForImageClassification(ResNetCifarConfig(**{**overrides, **labels}))
@@ -257,7 +390,9 @@ class TeacherModelArguments:
                   "default for images up to 64 px).", "choices": list(TEACHER_ARCHS)},
     )
     config_overrides: str | None = field(
-        default=None, metadata={"help": "resnet_cifar config overrides, e.g. 'depth=20,base_width=32'."}
+        default=None,
+        metadata={"help": "Config overrides: of a new resnet_cifar, e.g. 'depth=20,base_width=32'; on top of "
+                  "--model_name_or_path, fields that keep its weights' shapes (e.g. eps; the others are refused)."},
     )
     image_size: int | None = field(
         default=None, metadata={"help": "Input size (default: 32 for a new teacher, else the model's processor)."}
@@ -267,12 +402,16 @@ class TeacherModelArguments:
         metadata={"help": "bal_ce (default), bal_bce, ce, bce, ldam, or ldam_drw (LDAM + class-balanced weights "
                   "from --drw_epoch, default 80%% of training).", "choices": list(TEACHER_LOSS_TYPES)},
     )
-    bal_tau: float = field(default=1.0, metadata={"help": "Prior strength of the balanced losses."})
-    ldam_max_m: float = field(default=0.5, metadata={"help": "LDAM's largest margin (rarest class)."})
-    ldam_s: float = field(default=30.0, metadata={"help": "LDAM's logit scale."})
+    bal_tau: float = field(
+        default=DEFAULT_BAL_TAU, metadata={"help": "Prior strength of the balanced losses (bal_ce, bal_bce only)."}
+    )
+    ldam_max_m: float = field(default=LDAM_MAX_M, metadata={"help": "LDAM's largest margin (rarest class)."})
+    ldam_s: float = field(default=LDAM_S, metadata={"help": "LDAM's logit scale."})
     drw_epoch: float | None = field(default=None, metadata={"help": "DRW epoch of ldam_drw (sized data)."})
     drw_step: int | None = field(default=None, metadata={"help": "DRW optimizer step of ldam_drw (streaming)."})
-    drw_beta: float = field(default=DEFAULT_DRW_BETA, metadata={"help": "Beta of the class-balanced DRW weights."})
+    drw_beta: float = field(
+        default=DEFAULT_DRW_BETA, metadata={"help": "Beta of the class-balanced DRW weights (with DRW only)."}
+    )
 
 
 @dataclass
@@ -292,16 +431,21 @@ class TeacherTrainingArguments(FinetuneTrainingArguments):
 
     learning_rate: float = field(default=0.1, metadata={"help": "Peak learning rate of the base optimizer."})
     weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay (none on biases and norms)."})
-    layer_decay: float = field(default=1.0, metadata={"help": "Unused by the teacher (CNNs have no ViT layers)."})
+    layer_decay: float = field(
+        default=1.0, metadata={"help": "Off for the teacher (one lr for every layer): a value other than 1.0 is "
+                               "refused."}
+    )
     max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping (0: off, as the CIFAR recipes)."})
     warmup_steps: float = field(default=0.025, metadata={"help": "Warmup (a value below 1 is a ratio: 5 of 200)."})
     sam_rho: float = field(default=0.05, metadata={"help": "SAM neighbourhood radius rho."})
     sam_adaptive: bool = field(default=False, metadata={"help": "ASAM (scale-invariant neighbourhood; use rho ~2)."})
     sam_base_optimizer: str = field(
-        default="sgd", metadata={"help": "Base optimizer of SAM (replaces --optim).", "choices": ["sgd", "adamw"]}
+        default="sgd",
+        metadata={"help": "Base optimizer of SAM (replaces --optim, which is refused).",
+                  "choices": list(SAM_BASE_OPTIMIZERS)},
     )
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum."})
-    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum."})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (--sam_base_optimizer sgd)."})
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum (--sam_base_optimizer sgd)."})
     channels_last: bool = field(
         default=True, metadata={"help": "Channels-last memory format for the teacher's convolutions (faster on CPU "
                                 "with oneDNN and on GPU tensor cores; false: PyTorch's default NCHW)."}
@@ -315,6 +459,10 @@ __all__ = [
     "TeacherTrainingArguments",
     "TrainerSAM",
     "build_teacher_model",
+    "check_checkpoint_overrides",
+    "check_teacher_flags",
+    "check_teacher_loss_flags",
+    "check_teacher_training_args",
     "default_teacher_image_size",
     "frozen_batch_norm_stats",
     "teacher_drw_point",
