@@ -284,6 +284,10 @@ TABLE: dict[str, dict] = {
                      Refused("--nesterov true: they set SGD, and SAM's base optimizer is AdamW here",
                              ("--sam_base_optimizer", "adamw", "--nesterov", "true"))),
         "channels_last": Seen("model: the memory format of the convolution weights"),
+        "warmup_epochs": (Seen("args.warmup_steps once the scheduler is built: epochs x steps per epoch "
+                               "(tests/test_teacher.py)"),
+                          Refused("--warmup_steps 5 and --warmup_epochs 2 both set the warmup: give one",
+                                  ("--warmup_steps", "5", "--warmup_epochs", "2"))),
     },
     "run_eval": {
         "model_name_or_path": Seen("model: AutoModelForImageClassification.from_pretrained"),

@@ -310,3 +310,33 @@ def test_run_teacher_refuses_optim_before_the_data_is_loaded(tmp_path, monkeypat
                         lambda self: pytest.fail("the data was loaded"))
     with pytest.raises(ValueError, match="--optim adamw_torch: .*pass --sam_base_optimizer sgd or adamw"):
         run_teacher.main(DATA + FAST + ["--output_dir", str(tmp_path), "--optim", "adamw_torch"])
+
+
+@pytest.mark.parametrize("flags, warmup_steps", [
+    (dict(num_train_epochs=8), 8),                     # default: 5 epochs, at most a quarter of the run (2 x 4)
+    (dict(num_train_epochs=40), 20),                   # default: the official 5 epochs (5 x 4)
+    (dict(num_train_epochs=8, warmup_epochs=3), 12),   # explicit epochs
+    (dict(num_train_epochs=8, warmup_epochs=0), 0),    # off
+    (dict(num_train_epochs=8, warmup_steps=5), 5),     # explicit steps instead
+])
+def test_warmup_epochs_become_optimizer_steps(tmp_path, flags, warmup_steps):
+    ds = _dataset(n=32)  # batch 8: 4 optimizer steps per epoch
+    args = _args(tmp_path, lr_scheduler_type="linear", **{"warmup_steps": 0, **flags})
+    trainer = TeacherTrainer(model=_resnet(), args=args, train_dataset=ds, class_counts=COUNTS)
+    trainer.create_optimizer_and_scheduler(num_training_steps=4 * flags["num_train_epochs"])
+    assert trainer.args.warmup_steps == warmup_steps
+    lrs = []
+    for _ in range(warmup_steps + 1):
+        lrs.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert lrs[-1] == pytest.approx(0.05)  # the peak right after the warmup
+    if warmup_steps:
+        assert lrs[0] == 0.0 and lrs[warmup_steps // 2] == pytest.approx(0.05 * (warmup_steps // 2) / warmup_steps)
+
+
+def test_warmup_flags_refused_together_or_too_long(tmp_path):
+    with pytest.raises(ValueError, match="--warmup_steps 5 and --warmup_epochs 2 both set the warmup: give one"):
+        _args(tmp_path, warmup_steps=5, warmup_epochs=2)
+    with pytest.raises(ValueError, match="--warmup_epochs 8 must be below --num_train_epochs 8"):
+        _args(tmp_path, num_train_epochs=8, warmup_epochs=8)

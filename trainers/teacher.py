@@ -36,6 +36,7 @@ LDAM_MAX_M, LDAM_S = 0.5, 30.0  # LDAM's largest margin and logit scale (Cao et 
 DEFAULT_BAL_TAU = 1.0
 SAM_BASE_OPTIMIZERS = ("sgd", "adamw")
 LABEL_FIELDS = ("num_labels", "id2label", "label2id")  # the teacher's label space comes from the data
+DEFAULT_WARMUP_EPOCHS = 5.0  # LDAM-DRW / PaCo: linear warmup over the first 5 of 200 epochs
 
 
 class TrainerSAM(SAM):
@@ -250,6 +251,21 @@ class TeacherTrainer(BalancedTrainer):
             )
         return self.optimizer
 
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The schedule with `--warmup_epochs` turned into optimizer steps (epochs x update steps per epoch)."""
+        if isinstance(self.args, TeacherTrainingArguments) and not self.args.warmup_steps and \
+                self.lr_scheduler is None:
+            if self.args.max_steps > 0:
+                steps_per_epoch = len(self.get_train_dataloader()) // self.args.gradient_accumulation_steps
+            else:
+                steps_per_epoch = num_training_steps / self.args.num_train_epochs
+            epochs = self.args.warmup_epochs
+            if epochs is None:
+                epochs = min(DEFAULT_WARMUP_EPOCHS, num_training_steps / steps_per_epoch / 4)
+            self.args.warmup_steps = max(1, round(epochs * steps_per_epoch)) if epochs > 0 else 0
+            logger.info("Warmup: %.3g epochs = %d optimizer steps", epochs, self.args.warmup_steps)
+        return super().create_scheduler(num_training_steps, optimizer)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)  # gradient at w (and the NaN guard)
         self.sam.first_step(zero_grad=True)  # w <- w + e
@@ -436,7 +452,16 @@ class TeacherTrainingArguments(FinetuneTrainingArguments):
                                "refused."}
     )
     max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping (0: off, as the CIFAR recipes)."})
-    warmup_steps: float = field(default=0.025, metadata={"help": "Warmup (a value below 1 is a ratio: 5 of 200)."})
+    warmup_steps: float = field(
+        default=0.0, metadata={"help": "Warmup in optimizer steps (below 1: a ratio of the run), instead of "
+                               "--warmup_epochs."}
+    )
+    warmup_epochs: float | None = field(
+        default=None,
+        metadata={"help": "Linear warmup over the first N epochs. Default: 5 (LDAM-DRW / PaCo, of 200 epochs), at "
+                  "most a quarter of the run. At lr 0.1 the kaiming-initialised ResNet-32 needs it: with 10 warmup "
+                  "steps it collapses to predicting the class prior."},
+    )
     sam_rho: float = field(default=0.05, metadata={"help": "SAM neighbourhood radius rho."})
     sam_adaptive: bool = field(default=False, metadata={"help": "ASAM (scale-invariant neighbourhood; use rho ~2)."})
     sam_base_optimizer: str = field(
@@ -450,6 +475,20 @@ class TeacherTrainingArguments(FinetuneTrainingArguments):
         default=True, metadata={"help": "Channels-last memory format for the teacher's convolutions (faster on CPU "
                                 "with oneDNN and on GPU tensor cores; false: PyTorch's default NCHW)."}
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.warmup_epochs is not None:
+            if self.warmup_steps:
+                raise ValueError(
+                    f"--warmup_steps {self.warmup_steps:g} and --warmup_epochs {self.warmup_epochs:g} both set the "
+                    "warmup: give one."
+                )
+            if self.warmup_epochs < 0 or (self.max_steps <= 0 and self.warmup_epochs >= self.num_train_epochs):
+                raise ValueError(
+                    f"--warmup_epochs {self.warmup_epochs:g} must be below --num_train_epochs "
+                    f"{self.num_train_epochs:g}."
+                )
 
 
 __all__ = [
