@@ -7,7 +7,7 @@ class-balanced distillation weights from a deferred (DRW) epoch.
         --patch_size 4 --teacher_name_or_path outputs/teacher --drw_epoch 80 --num_train_epochs 100 \
         --output_dir outputs/deit_lt
     # combined recipe: a LiVT MGP checkpoint as the student's start, Bal-BCE on the CLS head
-    python scripts/run_deit_lt.py --model_name_or_path outputs/mgp --cls_loss bal_bce --teacher_name_or_path ... \
+    python scripts/run_deit_lt.py --model_name_or_path outputs/mgp --cls_loss_type bal_bce --teacher_name_or_path ... \
         --output_dir outputs/livt_deit_lt
     python scripts/run_deit_lt.py deit_lt.json                     # the arguments as a .json file
 
@@ -37,7 +37,7 @@ class DeiTLTScript(ViTClassificationScript):
     trainer_class = DeiTLTTrainer
     model_class = DeiTLTForImageClassification
     presets = DEIT_LT_PRESETS
-    loss_flag = "--cls_loss"
+    loss_flag = "--cls_loss_type"
 
     def __init__(self, argv=None):
         super().__init__(argv)
@@ -47,7 +47,7 @@ class DeiTLTScript(ViTClassificationScript):
         self.teacher: DistillationTeacher | None = None
 
     def loss_fields(self) -> dict:
-        return dict(cls_loss_type=self.model_args.cls_loss, bal_tau=self.model_args.bal_tau)
+        return dict(cls_loss_type=self.model_args.cls_loss_type, bal_tau=self.model_args.bal_tau)
 
     def load_pretrained(self, model_name_or_path: str, **kwargs):
         if self.checkpoint_config.get("model_type") == "livt":  # the combined recipe: LiVT's encoder as the start

@@ -53,7 +53,7 @@ def build_trainer(argv=None) -> tuple[MGPTrainer, PreparedData]:
         args=training_args,
         train_dataset=prepared.train,
         eval_dataset=prepared.validation if training_args.eval_strategy != "no" else None,
-        data_collator=prepared.eval_collator,
+        data_collator=prepared.train_collator,  # the plain image collator: MGP mixes no images
         processing_class=prepared.image_processor,
     )
     return trainer, prepared

@@ -57,7 +57,7 @@ def _logits(model, pixels):
 def test_combined_recipe_from_mgp_with_bal_bce_trains_saves_and_loads(mgp_dir, teacher_dir, tmp_path):
     out = tmp_path / "deit_lt"
     metrics = run_deit_lt.main(DATA + FAST + [
-        "--model_name_or_path", str(mgp_dir), "--cls_loss", "bal_bce", "--teacher_name_or_path", str(teacher_dir),
+        "--model_name_or_path", str(mgp_dir), "--cls_loss_type", "bal_bce", "--teacher_name_or_path", str(teacher_dir),
         "--output_dir", str(out), "--max_steps", "3", "--drw_step", "2", "--no_mixup_after_drw", "true",
     ])
     config = json.loads((out / "config.json").read_text())

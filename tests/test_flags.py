@@ -202,9 +202,9 @@ TABLE: dict[str, dict] = {
     },
     "run_deit_lt": {
         **VIT_MODEL,
-        "cls_loss": Seen("model.config.cls_loss_type", "bal_bce", "bal_bce"),
+        "cls_loss_type": Seen("model.config.cls_loss_type", "bal_bce", "bal_bce"),
         "bal_tau": (VIT_MODEL["bal_tau"],
-                    Refused(BAL_TAU_MESSAGE.format("ce") + r".*--cls_loss bal_bce", ("--bal_tau", "0.5"))),
+                    Refused(BAL_TAU_MESSAGE.format("ce") + r".*--cls_loss_type bal_bce", ("--bal_tau", "0.5"))),
         "teacher_name_or_path": Seen("type(trainer.teacher.model).__name__", None),
         "teacher_image_size": Seen("trainer.teacher.image_size", "16", 16),
         "distillation_alpha": Seen("trainer.deit_lt_loss.alpha", "0.3", 0.3),

@@ -243,7 +243,7 @@ HELP_FLAGS = {
     "run_teacher.py": ["--sam_rho", "--loss_type", "--teacher_arch", "--model_name_or_path", "--drw_epoch",
                        "--output_dir"],
     "run_deit_lt.py": ["--teacher_name_or_path", "--teacher_image_size", "--drw_epoch", "--drw_step",
-                       "--no_mixup_after_drw", "--cls_loss", "--distillation_alpha", "--drw_beta", "--config_name",
+                       "--no_mixup_after_drw", "--cls_loss_type", "--distillation_alpha", "--drw_beta", "--config_name",
                        "--config_overrides", "--output_dir"],
     "run_eval.py": ["--output_dir", "--index_bounds", "--posthoc"],
     "convert_checkpoint.py": ["--source", "--config_overrides", "deit_lt"],

@@ -9,6 +9,7 @@ from transformers import TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
 from modeling_livt.evaluation.metrics import parse_index_bounds
+from modeling_livt.models.losses import LOSS_TYPES
 
 from .class_sampling import SAMPLERS, check_sampler_name
 
@@ -191,7 +192,7 @@ class ModelArguments(ViTModelArguments):
     loss_type: str | None = field(
         default=None,
         metadata={"help": "bal_bce (default), bal_ce, bce or ce (fine-tuning; run_mgp.py refuses it).",
-                  "choices": ["bal_bce", "bal_ce", "bce", "ce"]},
+                  "choices": list(LOSS_TYPES)},
     )
     mask_ratio: float | None = field(
         default=None, metadata={"help": "MGP mask ratio (0.75; also on top of a checkpoint). run_mgp.py only."}

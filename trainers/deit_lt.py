@@ -30,8 +30,7 @@ from transformers import (
 )
 from transformers.trainer_utils import has_length
 
-from modeling_livt.models.configuration_vit import LOSS_TYPES
-from modeling_livt.models.losses import DeiTLTLoss, check_class_balanced_beta, class_balanced_weights
+from modeling_livt.models.losses import LOSS_TYPES, DeiTLTLoss, check_class_balanced_beta, class_balanced_weights
 
 from .arguments import FinetuneTrainingArguments, ViTModelArguments
 from .balanced import LongTailMetrics
@@ -392,7 +391,7 @@ class DeiTLTModelArguments(ViTModelArguments):
     config_name: str = field(
         default="tiny", metadata={"help": "Preset (tiny, small, base: DeiT-Ti/S/B) or a config path (from scratch)."}
     )
-    cls_loss: str = field(
+    cls_loss_type: str = field(
         default="ce",
         metadata={"help": "Loss of the CLS head: ce (soft-target CE, DeiT-LT), bal_bce (LiVT), bal_ce or bce.",
                   "choices": list(LOSS_TYPES)},
