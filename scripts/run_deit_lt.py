@@ -15,16 +15,16 @@ class-balanced distillation weights from a deferred (DRW) epoch.
 """
 
 from modeling_livt import DEIT_LT_PRESETS, DeiTLTForImageClassification
-from modeling_livt.data.loading import DataArguments
-from trainers import AugmentationArguments
-from trainers.deit_lt import (
+from trainers.arguments import (
+    AugmentationArguments,
+    DataArguments,
     DeiTLTModelArguments,
-    DeiTLTTrainer,
     DeiTLTTrainingArguments,
     DistillationArguments,
-    DistillationTeacher,
 )
-from trainers.script_builder import ViTClassificationScript, describe_drw_point, teacher_reference
+from trainers.deit_lt import DeiTLTTrainer, DistillationTeacher
+from trainers.drw import describe_drw_point
+from trainers.script_builder import ViTClassificationScript, teacher_reference
 
 
 class DeiTLTScript(ViTClassificationScript):

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from transformers import AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments
 
 import modeling_livt  # noqa: F401  (registers our Auto classes)
-from modeling_livt.data.loading import DataArguments, load_image_datasets
+from modeling_livt.data.loading import load_image_datasets
 from modeling_livt.data.long_tail import CLASS_COUNTS_FILE
 from modeling_livt.data.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_transform_fn
 from modeling_livt.evaluation.metrics import parse_index_bounds
 from modeling_livt.evaluation.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid
 from modeling_livt.hub.model_card import write_model_card
-from trainers.arguments import INDEX_BOUNDS_HELP, refuse_flags
+from trainers.arguments import INDEX_BOUNDS_HELP, DataArguments, refuse_flags
 from trainers.cli import parse_args, setup_logging
 from trainers.posthoc import (
     SUMMARY_KEYS,

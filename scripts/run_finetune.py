@@ -6,10 +6,9 @@
 """
 
 from modeling_livt import LiVTForImageClassification
-from modeling_livt.data.loading import DataArguments
 from modeling_livt.models.configuration_livt import LIVT_PRESETS
 from trainers import AugmentationArguments, BalancedTrainer, ModelArguments
-from trainers.arguments import FinetuneTrainingArguments
+from trainers.arguments import DataArguments, FinetuneTrainingArguments
 from trainers.script_builder import ViTClassificationScript
 
 

@@ -17,9 +17,8 @@ erasing/smoothing).
 
 from transformers import set_seed
 
-from modeling_livt.data.loading import DataArguments
 from trainers import AugmentationArguments, MGPTrainer, MGPTrainingArguments, ModelArguments
-from trainers.arguments import check_training_flags, refuse_flags
+from trainers.arguments import DataArguments, check_training_flags, refuse_flags
 from trainers.cli import parse_args, setup_logging
 from trainers.mgp import build_mgp_model, check_mgp_flags, save_reconstructions
 from trainers.optim import check_optimizer_choice

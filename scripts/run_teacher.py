@@ -11,13 +11,16 @@ The output folder (weights, image processor, id2label, class counts, card) is wh
 --teacher_name_or_path` takes, and loads with `pipeline("image-classification", model=DIR, trust_remote_code=True)`.
 """
 
-from modeling_livt.data.loading import DataArguments
-from trainers.script_builder import ClassificationScript, describe_drw_point
-from trainers.teacher import (
+from trainers.arguments import (
+    DataArguments,
     TeacherAugmentationArguments,
     TeacherModelArguments,
-    TeacherTrainer,
     TeacherTrainingArguments,
+)
+from trainers.drw import describe_drw_point
+from trainers.script_builder import ClassificationScript
+from trainers.teacher import (
+    TeacherTrainer,
     build_teacher_model,
     check_teacher_flags,
     default_teacher_image_size,

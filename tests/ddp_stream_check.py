@@ -9,7 +9,7 @@ import torch.distributed as dist
 from transformers import Trainer, TrainingArguments
 
 import modeling_livt as ml
-from modeling_livt.data.loading import DataArguments, load_image_datasets
+from modeling_livt.data.loading import DataOptions, load_image_datasets
 from modeling_livt.data.transforms import INDEX_COLUMN, apply_transform, build_eval_transform, make_transform_fn
 
 
@@ -23,7 +23,7 @@ def collate(features):
 
 def main(out_file):
     data = load_image_datasets(
-        DataArguments(dataset_name="digits", imbalance_factor=10, streaming=True, streaming_num_shards=4)
+        DataOptions(dataset_name="digits", imbalance_factor=10, streaming=True, streaming_num_shards=4)
     )
     fn = make_transform_fn(build_eval_transform(32, (0.5,) * 3, (0.5,) * 3), seed=0)
     train = apply_transform(data.train, fn)

@@ -3,9 +3,7 @@
 import pytest
 from transformers import HfArgumentParser
 
-from trainers.arguments import FinetuneTrainingArguments
-from trainers.deit_lt import DeiTLTTrainingArguments
-from trainers.teacher import TeacherTrainingArguments
+from trainers.arguments import DeiTLTTrainingArguments, FinetuneTrainingArguments, TeacherTrainingArguments
 
 
 def parse(cls, *flags):

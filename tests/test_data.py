@@ -3,6 +3,7 @@
 Expected values come from the papers / published dataset sizes or from formulas written out here.
 """
 
+import dataclasses
 import io
 import json
 import logging
@@ -16,7 +17,7 @@ from transformers import HfArgumentParser
 
 from modeling_livt.data.digits import load_digits_dataset
 from modeling_livt.data.images import CorruptImageCounter, decode_image_or_raise, filter_corrupt_images, to_rgb
-from modeling_livt.data.loading import DataArguments, class_counts_from_dataset, load_image_datasets
+from modeling_livt.data.loading import DataOptions, class_counts_from_dataset, load_image_datasets
 from modeling_livt.data.long_tail import (
     carve_validation_split,
     load_split_indices,
@@ -24,6 +25,7 @@ from modeling_livt.data.long_tail import (
     make_long_tailed,
     save_split_indices,
 )
+from trainers.arguments import DataArguments
 
 CIFAR10_LT_100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
 CORRUPT = {"bytes": b"\x89PNG\r\n\x1a\n this is not an image", "path": None}
@@ -154,9 +156,15 @@ def test_data_arguments_parse_and_help():
             parser.parse_args_into_dataclasses([f"--{name}", "0"])
 
 
+def test_data_arguments_are_the_library_options_with_help():
+    """The flags (trainers) and the library's `DataOptions` have the same fields and defaults."""
+    cli, plain = DataArguments(), DataOptions()
+    assert isinstance(cli, DataOptions) and dataclasses.asdict(cli) == dataclasses.asdict(plain)
+
+
 def test_load_digits_long_tailed_writes_and_resumes(tmp_path, digits):
     out = tmp_path / "run"
-    data = load_image_datasets(DataArguments(imbalance_factor=10), seed=0, output_dir=out)
+    data = load_image_datasets(DataOptions(imbalance_factor=10), seed=0, output_dir=out)
     pool = class_counts_from_dataset(digits["train"], "label", 10)
     targets = long_tailed_counts(max(pool), 10, 10)
     assert data.class_counts == [min(t, n) for t, n in zip(targets, pool)]
@@ -168,11 +176,11 @@ def test_load_digits_long_tailed_writes_and_resumes(tmp_path, digits):
     assert saved == data.split_indices
 
     # a new lt_seed draws another split ...
-    other = load_image_datasets(DataArguments(imbalance_factor=10, lt_seed=5))
+    other = load_image_datasets(DataOptions(imbalance_factor=10, lt_seed=5))
     assert other.split_indices != saved
     # ... but a resume with the saved indices never re-draws
     resumed = load_image_datasets(
-        DataArguments(imbalance_factor=10, lt_seed=5, split_indices_file=str(out / "long_tailed_indices.json")),
+        DataOptions(imbalance_factor=10, lt_seed=5, split_indices_file=str(out / "long_tailed_indices.json")),
         output_dir=tmp_path / "resumed",
     )
     assert resumed.split_indices == saved
@@ -184,32 +192,32 @@ def test_load_digits_long_tailed_writes_and_resumes(tmp_path, digits):
 def test_split_indices_from_another_pool_is_rejected(tmp_path):
     save_split_indices([0, 1], tmp_path / "idx.json", metadata={"pool_size": 99})
     with pytest.raises(ValueError, match="pool of 99"):
-        load_image_datasets(DataArguments(split_indices_file=str(tmp_path / "idx.json")))
+        load_image_datasets(DataOptions(split_indices_file=str(tmp_path / "idx.json")))
     # same pool size, other images: a carve drawn with another lt_seed
     root = make_folder_dataset(tmp_path, {"train": [0, 1, 2] * 10})
     args = {"dataset_name": str(root), "image_column_name": "img", "label_column_name": "target", "imbalance_factor": 2,
             "validation_source": "pool"}  # the pool depends on the carve's seed
-    load_image_datasets(DataArguments(**args, lt_seed=0), output_dir=tmp_path / "run")
+    load_image_datasets(DataOptions(**args, lt_seed=0), output_dir=tmp_path / "run")
     saved = str(tmp_path / "run" / "long_tailed_indices.json")
-    assert load_image_datasets(DataArguments(**args, lt_seed=0, split_indices_file=saved)).train is not None
+    assert load_image_datasets(DataOptions(**args, lt_seed=0, split_indices_file=saved)).train is not None
     with pytest.raises(ValueError, match="different training pool"):
-        load_image_datasets(DataArguments(**args, lt_seed=1, split_indices_file=saved))
+        load_image_datasets(DataOptions(**args, lt_seed=1, split_indices_file=saved))
 
 
 def test_class_counts_file_agreement(tmp_path):
-    data = load_image_datasets(DataArguments(imbalance_factor=10))
+    data = load_image_datasets(DataOptions(imbalance_factor=10))
     (tmp_path / "ok.json").write_text(json.dumps({str(i): c for i, c in enumerate(data.class_counts)}))
-    assert load_image_datasets(DataArguments(imbalance_factor=10, class_counts_file=str(tmp_path / "ok.json")))
+    assert load_image_datasets(DataOptions(imbalance_factor=10, class_counts_file=str(tmp_path / "ok.json")))
     wrong = list(data.class_counts)
     wrong[0] += 1
     (tmp_path / "bad.json").write_text(json.dumps(wrong))
     with pytest.raises(ValueError, match=r"disagrees.*file \[.*data \["):
-        load_image_datasets(DataArguments(imbalance_factor=10, class_counts_file=str(tmp_path / "bad.json")))
+        load_image_datasets(DataOptions(imbalance_factor=10, class_counts_file=str(tmp_path / "bad.json")))
 
 
 def test_max_samples_seeded():
-    a = load_image_datasets(DataArguments(max_train_samples=50, max_eval_samples=20))
-    b = load_image_datasets(DataArguments(max_train_samples=50, max_eval_samples=20))
+    a = load_image_datasets(DataOptions(max_train_samples=50, max_eval_samples=20))
+    b = load_image_datasets(DataOptions(max_train_samples=50, max_eval_samples=20))
     assert len(a.train) == 50 and len(a.validation) == 20 and len(a.test) == 20
     assert sum(a.class_counts) == 50
     assert a.train["label"][:] == b.train["label"][:]
@@ -236,7 +244,7 @@ def make_folder_dataset(tmp_path, splits, as_parquet=True, label_feature=None):
 def test_local_folder_carves_stratified_validation_and_keeps_test(tmp_path, caplog):
     labels = [0] * 40 + [1] * 30 + [2] * 20
     root = make_folder_dataset(tmp_path, {"train": labels, "test": [0, 1, 2] * 5})
-    args = DataArguments(dataset_name=str(root), image_column_name="img", label_column_name="target")
+    args = DataOptions(dataset_name=str(root), image_column_name="img", label_column_name="target")
     with caplog.at_level(logging.WARNING, logger="modeling_livt.data"):
         data = load_image_datasets(args)
     assert "no validation split" in caplog.text
@@ -250,7 +258,7 @@ def test_local_folder_carves_stratified_validation_and_keeps_test(tmp_path, capl
     assert not train_px & val_px
 
     pct = load_image_datasets(
-        DataArguments(
+        DataOptions(
             dataset_name=str(root), image_column_name="img", label_column_name="target", validation_split_percentage=50
         )
     )
@@ -260,7 +268,7 @@ def test_local_folder_carves_stratified_validation_and_keeps_test(tmp_path, capl
 def test_long_tailed_pool_keeps_benchmark_counts_and_validates_on_unused_images(tmp_path, caplog):
     # balanced pool of 3 classes x 20; rho 4 -> counts [20, 10, 5] (the benchmark's), validation from the leftovers
     root = make_folder_dataset(tmp_path, {"train": [0] * 20 + [1] * 20 + [2] * 20, "test": [0, 1, 2]})
-    args = DataArguments(dataset_name=str(root), image_column_name="img", label_column_name="target",
+    args = DataOptions(dataset_name=str(root), image_column_name="img", label_column_name="target",
                          imbalance_factor=4, validation_split_percentage=25)
     with caplog.at_level(logging.WARNING, logger="modeling_livt.data"):
         data = load_image_datasets(args, output_dir=tmp_path / "out")
@@ -272,19 +280,19 @@ def test_long_tailed_pool_keeps_benchmark_counts_and_validates_on_unused_images(
     val_px = {im.getpixel((0, 0)) for im in data.validation["img"]}
     assert len(val_px) == 10 and not train_px & val_px  # disjoint from training
     # a resume from the saved split draws the same validation rows
-    again = load_image_datasets(DataArguments(
+    again = load_image_datasets(DataOptions(
         dataset_name=str(root), image_column_name="img", label_column_name="target", validation_split_percentage=25,
         split_indices_file=str(tmp_path / "out" / "long_tailed_indices.json")))
     assert {im.getpixel((0, 0)) for im in again.validation["img"]} == val_px
     assert again.class_counts == [20, 10, 5]
     # the old protocol stays available: carve from the pool first, then long-tail what is left
-    old = load_image_datasets(DataArguments(
+    old = load_image_datasets(DataOptions(
         dataset_name=str(root), image_column_name="img", label_column_name="target", imbalance_factor=4,
         validation_split_percentage=25, validation_source="pool"))
     assert class_counts_from_dataset(old.validation, "target", 3) == [5, 5, 5]
     assert old.class_counts == long_tailed_counts(15, 3, 4)
     with pytest.raises(ValueError, match="needs --imbalance_factor"):
-        load_image_datasets(DataArguments(dataset_name=str(root), image_column_name="img", label_column_name="target",
+        load_image_datasets(DataOptions(dataset_name=str(root), image_column_name="img", label_column_name="target",
                                           validation_source="unused"))
 
 
@@ -301,9 +309,9 @@ def test_carve_validation_split_seeded():
 def test_missing_columns_listed(tmp_path):
     root = make_folder_dataset(tmp_path, {"train": [0, 1, 2], "validation": [0, 1, 2]}, as_parquet=False)
     with pytest.raises(ValueError, match=r"image_column_name='image'.*\['img', 'target'\]"):
-        load_image_datasets(DataArguments(dataset_name=str(root), label_column_name="target"))
+        load_image_datasets(DataOptions(dataset_name=str(root), label_column_name="target"))
     with pytest.raises(ValueError, match=r"label_column_name='label'.*\['img', 'target'\]"):
-        load_image_datasets(DataArguments(dataset_name=str(root), image_column_name="img"))
+        load_image_datasets(DataOptions(dataset_name=str(root), image_column_name="img"))
 
 
 def test_int_labels_out_of_range_name_value_and_row(tmp_path):
@@ -312,12 +320,12 @@ def test_int_labels_out_of_range_name_value_and_row(tmp_path):
         tmp_path, {"train": [0, 1, 5, 1], "validation": [0, 1]}, as_parquet=False, label_feature=Value("int64")
     )
     with pytest.raises(ValueError, match=r"label 5 at row 2"):
-        load_image_datasets(DataArguments(dataset_name=str(root), image_column_name="img", label_column_name="target"))
+        load_image_datasets(DataOptions(dataset_name=str(root), image_column_name="img", label_column_name="target"))
 
 
 def test_hub_name_offline_is_a_clear_error():
     with pytest.raises(ValueError, match="not a local folder"):
-        load_image_datasets(DataArguments(dataset_name="nobody/no-such-dataset-xyz"))
+        load_image_datasets(DataOptions(dataset_name="nobody/no-such-dataset-xyz"))
 
 
 def test_imagefolder(tmp_path):
@@ -327,7 +335,7 @@ def test_imagefolder(tmp_path):
             d.mkdir(parents=True)
             for i in range(n):
                 PIL.Image.new("L", (5, 5), i).save(d / f"{i}.png")
-    data = load_image_datasets(DataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val")))
+    data = load_image_datasets(DataOptions(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val")))
     assert data.label_names == ["ant", "bee"] and data.class_counts == [6, 6]
     assert len(data.validation) == 4 and data.test is None
 
@@ -339,7 +347,7 @@ def test_skip_corrupt_images_map_style(tmp_path):
     ds = Dataset.from_dict({"image": rows, "label": [0, 0, 0, 1, 1, 1]}, features=features)
     root = tmp_path / "corrupt"
     DatasetDict({"train": ds, "validation": ds.select([0, 3])}).save_to_disk(root)
-    data = load_image_datasets(DataArguments(dataset_name=str(root), skip_corrupt_images=True))
+    data = load_image_datasets(DataOptions(dataset_name=str(root), skip_corrupt_images=True))
     assert data.corrupt_images.count == 1 and data.class_counts == [3, 2]
     assert len(data.train) == 5
 
@@ -352,7 +360,7 @@ def _pixel_keys(stream):
 
 
 def test_streaming_digits_each_example_once_and_set_epoch_reshuffles(digits):
-    data = load_image_datasets(DataArguments(streaming=True, shuffle_buffer_size=64), seed=0)
+    data = load_image_datasets(DataOptions(streaming=True, shuffle_buffer_size=64), seed=0)
     assert isinstance(data.train, IterableDataset) and data.train.num_shards == 8
     reference = sorted(_pixel_keys(digits["train"]))
     epoch0 = _pixel_keys(data.train)
@@ -365,8 +373,8 @@ def test_streaming_digits_each_example_once_and_set_epoch_reshuffles(digits):
 
 
 def test_streaming_long_tailed_digits_matches_map_style():
-    map_style = load_image_datasets(DataArguments(imbalance_factor=10))
-    stream = load_image_datasets(DataArguments(imbalance_factor=10, streaming=True))
+    map_style = load_image_datasets(DataOptions(imbalance_factor=10))
+    stream = load_image_datasets(DataOptions(imbalance_factor=10, streaming=True))
     assert isinstance(stream.train, IterableDataset)
     assert stream.class_counts == map_style.class_counts
     assert class_counts_from_dataset(stream.train, "label", 10) == map_style.class_counts
@@ -375,16 +383,16 @@ def test_streaming_long_tailed_digits_matches_map_style():
 def test_true_streaming_local_parquet(tmp_path):
     root = make_folder_dataset(tmp_path, {"train": [0, 0, 0, 1, 2, 2], "validation": [0, 1, 2]})
     args = {"dataset_name": str(root), "image_column_name": "img", "label_column_name": "target", "streaming": True}
-    data = load_image_datasets(DataArguments(**args), output_dir=tmp_path / "out")
+    data = load_image_datasets(DataOptions(**args), output_dir=tmp_path / "out")
     assert isinstance(data.train, IterableDataset) and data.label_names == ["cat", "dog", "emu"]
     assert data.class_counts == [3, 1, 2]  # one pass over the labels
     assert json.loads((tmp_path / "out" / "class_counts.json").read_text()) == [3, 1, 2]
     assert sorted(ex["target"] for ex in data.train) == [0, 0, 0, 1, 2, 2]
     # a class_counts_file spares the pass (taken as given when streaming)
     (tmp_path / "cc.json").write_text('{"cat": 30, "dog": 10, "emu": 20}')
-    given = load_image_datasets(DataArguments(**args, class_counts_file=str(tmp_path / "cc.json")))
+    given = load_image_datasets(DataOptions(**args, class_counts_file=str(tmp_path / "cc.json")))
     assert given.class_counts == [30, 10, 20]
-    assert load_image_datasets(DataArguments(**args, max_train_samples=2)).class_counts == [2, 0, 0]
+    assert load_image_datasets(DataOptions(**args, max_train_samples=2)).class_counts == [2, 0, 0]
 
 
 # ---------------------------------------------------------------- CIFAR-10-LT from ../shared (optional)

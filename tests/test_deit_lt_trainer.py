@@ -24,7 +24,9 @@ from modeling_livt.data.transforms import (
     build_image_processor,
 )
 from trainers import LongTailTrainingArguments
-from trainers.deit_lt import DeiTLTMetrics, DeiTLTTrainer, DistillationArguments, DistillationTeacher, DRWCallback
+from trainers.arguments import DistillationArguments
+from trainers.deit_lt import DeiTLTMetrics, DeiTLTTrainer, DistillationTeacher
+from trainers.drw import DRWCallback
 
 COUNTS = [150, 40, 10, 2]  # many, medium, few, few
 LABELS = {0: "a", 1: "b", 2: "c", 3: "d"}

@@ -15,7 +15,7 @@ from datasets import IterableDataset, load_dataset
 from huggingface_hub import DatasetCard
 from huggingface_hub import constants as hub_constants
 
-from modeling_livt.data.loading import DataArguments, load_image_datasets
+from modeling_livt.data.loading import DataOptions, load_image_datasets
 from modeling_livt.data.long_tail import CLASS_COUNTS_FILE
 from modeling_livt.data.split_files import SplitFileError, read_json_split
 from modeling_livt.hub import repos
@@ -113,11 +113,11 @@ def test_imagenet_lt_round_trip(tmp_path):
 def test_package_loader_reads_the_folder_map_style_and_streaming(tmp_path):
     _imagenet_lt_tree(tmp_path)
     out = _run(tmp_path)
-    data = load_image_datasets(DataArguments(dataset_name=str(out)))
+    data = load_image_datasets(DataOptions(dataset_name=str(out)))
     assert data.class_counts == [5, 3, 1] and data.label_names == SYNSETS
     assert (len(data.train), len(data.validation), len(data.test)) == (9, 3, 6)
 
-    args = DataArguments(dataset_name=str(out), streaming=True, class_counts_file=str(out / CLASS_COUNTS_FILE))
+    args = DataOptions(dataset_name=str(out), streaming=True, class_counts_file=str(out / CLASS_COUNTS_FILE))
     streamed = load_image_datasets(args)
     assert isinstance(streamed.train, IterableDataset)
     assert streamed.class_counts == [5, 3, 1] and streamed.label_names == SYNSETS
@@ -136,11 +136,11 @@ def test_streamed_folder_reads_its_class_counts_file_without_a_counting_pass(tmp
         raise AssertionError("counted the stream although class_counts.json lies beside the shards")
 
     monkeypatch.setattr(data_module, "class_counts_from_dataset", no_counting_pass)
-    assert load_image_datasets(DataArguments(dataset_name=str(out), streaming=True)).class_counts == [5, 3, 1]
+    assert load_image_datasets(DataOptions(dataset_name=str(out), streaming=True)).class_counts == [5, 3, 1]
     # without the file the loader counts (one pass over the labels)
     (out / CLASS_COUNTS_FILE).unlink()
     monkeypatch.setattr(data_module, "class_counts_from_dataset", real_count)
-    assert load_image_datasets(DataArguments(dataset_name=str(out), streaming=True)).class_counts == [5, 3, 1]
+    assert load_image_datasets(DataOptions(dataset_name=str(out), streaming=True)).class_counts == [5, 3, 1]
 
 
 def test_places_lt_lists_and_label_names_file(tmp_path):
@@ -226,7 +226,7 @@ def test_inat18_json_with_validation_as_test(tmp_path):
     assert ds["test"]["label"] == ds["validation"]["label"]  # the same files, not a copy
     assert not any("test" in p.name for p in (out / "data").iterdir())
     assert json.loads((out / CLASS_COUNTS_FILE).read_text()) == [6, 3, 1]
-    data = load_image_datasets(DataArguments(dataset_name=str(out)))
+    data = load_image_datasets(DataOptions(dataset_name=str(out)))
     assert data.class_counts == [6, 3, 1] and len(data.test) == 3
 
 

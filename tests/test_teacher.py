@@ -17,11 +17,10 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Tr
 import modeling_livt as ml
 from modeling_livt.data.transforms import get_normalization
 from modeling_livt.models.losses import LDAMLoss, build_loss
+from trainers.arguments import TeacherModelArguments, TeacherTrainingArguments
 from trainers.deit_lt import DistillationTeacher
 from trainers.teacher import (
-    TeacherModelArguments,
     TeacherTrainer,
-    TeacherTrainingArguments,
     TrainerSAM,
     build_teacher_model,
     frozen_batch_norm_stats,

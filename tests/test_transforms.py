@@ -24,7 +24,7 @@ from transformers import AutoImageProcessor
 
 from modeling_livt.data.digits import load_digits_dataset
 from modeling_livt.data.images import CorruptImageCounter, to_rgb
-from modeling_livt.data.loading import DataArguments, load_image_datasets
+from modeling_livt.data.loading import DataOptions, load_image_datasets
 from modeling_livt.data.transforms import (
     DEFAULT_AUTO_AUGMENT,
     NORMALIZATION_STATS,
@@ -399,7 +399,7 @@ def test_transform_fn_corrupt_bytes_raise_or_skip():
 
 
 def test_streaming_pipeline_with_dataloader_workers():
-    data = load_image_datasets(DataArguments(streaming=True, max_train_samples=48, streaming_num_shards=4))
+    data = load_image_datasets(DataOptions(streaming=True, max_train_samples=48, streaming_num_shards=4))
     assert isinstance(data.train, IterableDataset) and data.train.num_shards == 4
     fn = make_transform_fn(build_finetune_transform(32, MEAN, STD), data.image_column, data.label_column)
     stream = apply_transform(data.train, fn)

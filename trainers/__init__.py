@@ -1,15 +1,29 @@
 """Trainers for LiVT and DeiT-LT: `transformers.Trainer` subclasses that only choose losses, optimizers, schedules
 and reporting. Imports flow one way: scripts -> trainers -> modeling_livt."""
 
-from .arguments import AugmentationArguments, LongTailTrainingArguments, MGPTrainingArguments, ModelArguments
+from .arguments import (
+    AugmentationArguments,
+    DataArguments,
+    LongTailTrainingArguments,
+    MGPTrainingArguments,
+    ModelArguments,
+)
 from .balanced import BalancedTrainer, LongTailMetrics
 from .base import NonFiniteLossError, check_hub_access
+from .deit_lt import DeiTLTMetrics, DeiTLTTrainer, DistillationTeacher
+from .drw import DRWCallback
 from .ema import ModelEMACallback
 from .mgp import MGPTrainer
+from .teacher import TeacherTrainer
 
 __all__ = [
     "AugmentationArguments",
     "BalancedTrainer",
+    "DRWCallback",
+    "DataArguments",
+    "DeiTLTMetrics",
+    "DeiTLTTrainer",
+    "DistillationTeacher",
     "LongTailMetrics",
     "LongTailTrainingArguments",
     "MGPTrainer",
@@ -17,11 +31,6 @@ __all__ = [
     "ModelArguments",
     "ModelEMACallback",
     "NonFiniteLossError",
+    "TeacherTrainer",
     "check_hub_access",
 ]
-
-# DeiT-LT: the distillation trainer and its flat (SAM) teacher
-from .deit_lt import DeiTLTMetrics, DeiTLTTrainer, DistillationTeacher, DRWCallback  # noqa: E402
-from .teacher import TeacherTrainer  # noqa: E402
-
-__all__ += ["DRWCallback", "DeiTLTMetrics", "DeiTLTTrainer", "DistillationTeacher", "TeacherTrainer"]

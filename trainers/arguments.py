@@ -8,10 +8,13 @@ from dataclasses import MISSING, dataclass, field, fields
 from transformers import TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
+from modeling_livt.data.loading import DataOptions
+from modeling_livt.data.long_tail import IMBALANCE_PROFILES, VALIDATION_SOURCES
 from modeling_livt.evaluation.metrics import parse_index_bounds
-from modeling_livt.models.losses import LOSS_TYPES
+from modeling_livt.models.losses import LOSS_TYPES, check_class_balanced_beta
 
 from .class_sampling import SAMPLERS, check_sampler_name
+from .drw import DEFAULT_DRW_BETA
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +203,99 @@ class ModelArguments(ViTModelArguments):
 
 
 @dataclass
+class DataArguments(DataOptions):
+    """Which data to train on and how to make it long-tailed: `DataOptions` (what the library's
+    `load_image_datasets` reads, and where bad values fail) with the help of each flag."""
+
+    dataset_name: str = field(
+        default="digits",
+        metadata={
+            "help": "'digits' (scikit-learn's 8x8 digits, offline), a Hub dataset name, a local folder in the HF "
+            "parquet layout (e.g. ../shared/data/cifar10) or a folder written by Dataset(Dict).save_to_disk."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name (Hub)."})
+    train_dir: str | None = field(default=None, metadata={"help": "imagefolder directory of training images."})
+    validation_dir: str | None = field(default=None, metadata={"help": "imagefolder directory of validation images."})
+    test_dir: str | None = field(default=None, metadata={"help": "imagefolder directory of test images."})
+    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
+    label_column_name: str = field(default="label", metadata={"help": "Column holding the integer class labels."})
+    imbalance_factor: float | None = field(
+        default=None,
+        metadata={
+            "help": "Make the training pool long-tailed with rho = n_max / n_min (e.g. 100 for CIFAR-10-LT). "
+            "None uses the data as is (for data that is long-tailed already)."
+        },
+    )
+    imbalance_profile: str = field(
+        default="exp",
+        metadata={"help": "Long-tail profile: 'exp' (CIFAR-LT) or 'step'.", "choices": list(IMBALANCE_PROFILES)},
+    )
+    lt_seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed of every data-split decision (validation carve, long-tail draw, max_*_samples), kept "
+            "apart from the training seed so that changing the latter keeps the same images."
+        },
+    )
+    validation_split_percentage: int | None = field(
+        default=None,
+        metadata={
+            "help": "Percentage of the training pool carved out (stratified, seeded, before long-tailing) as the "
+            "validation split when the dataset has none. Default: 10 when there is no validation split."
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the training split as an IterableDataset (shuffled with a buffer; needs max_steps). "
+            "Long-tailing or carving a validation split draws the subset map-style first, then streams it."
+        },
+    )
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "Shuffle buffer of the streamed train split."})
+    streaming_num_shards: int = field(
+        default=8,
+        metadata={"help": "Shards when a map-style train split is streamed (DataLoader workers <= shards)."},
+    )
+    class_counts_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON with the training class counts (a list in label order or {label_name: count}). Needed "
+            "to skip the counting pass over a streamed dataset; checked against the data when labels are at hand."
+        },
+    )
+    skip_corrupt_images: bool = field(
+        default=False,
+        metadata={"help": "Skip (and count) examples whose image cannot be decoded instead of failing."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep a seeded random subset of this many training examples (debugging)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Keep a seeded random subset of this many validation and test examples (debugging)."},
+    )
+    validation_source: str = field(
+        default="auto",
+        metadata={
+            "help": "Where a carved validation split comes from when the dataset has none. 'unused': long-tail the "
+            "full training pool (the benchmark's counts, e.g. CIFAR-10-LT 5000 ... 50) and draw validation from the "
+            "images the long-tail draw left unused; 'pool': carve validation from the pool first, then long-tail "
+            "the rest (counts shrink by the percentage); 'auto': 'unused' when --imbalance_factor is set, else "
+            "'pool' (nothing is left over).",
+            "choices": list(VALIDATION_SOURCES),
+        },
+    )
+    split_indices_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "long_tailed_indices.json of an earlier run: reuse that long-tailed split instead of drawing "
+            "one again (resume must not re-draw)."
+        },
+    )
+
+
+@dataclass
 class AugmentationArguments:
     """Transforms and batch mixing."""
 
@@ -269,3 +365,193 @@ class FinetuneTrainingArguments(LongTailTrainingArguments):
             self.eval_strategy, self.eval_steps = "steps", self.eval_steps or self.save_steps
         if self.save_steps is None:
             self.save_steps = 500  # TrainingArguments' default
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DeiT-LT (scripts/run_deit_lt.py)
+# ---------------------------------------------------------------------------------------------------------------------
+DEFAULT_DISTILLATION_ALPHA = 0.5  # DeiT-LT: the CLS and DIST terms weigh the same
+
+
+@dataclass
+class DeiTLTModelArguments(ViTModelArguments):
+    """The DeiT-LT student."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Start from a DeiT-LT checkpoint, or from a LiVT one (MGP or fine-tuned: the combined LiVT -> "
+            "DeiT-LT recipe, via DeiTLTForImageClassification.from_pretrained); none = from scratch."
+        },
+    )
+    config_name: str = field(
+        default="tiny", metadata={"help": "Preset (tiny, small, base: DeiT-Ti/S/B) or a config path (from scratch)."}
+    )
+    cls_loss_type: str = field(
+        default="ce",
+        metadata={"help": "Loss of the CLS head: ce (soft-target CE, DeiT-LT), bal_bce (LiVT), bal_ce or bce.",
+                  "choices": list(LOSS_TYPES)},
+    )
+
+
+@dataclass
+class DistillationArguments:
+    """The teacher, the weight of its term and the deferred re-weighting schedule (`DeiTLTTrainer`'s arguments)."""
+
+    teacher_name_or_path: str = field(
+        metadata={
+            "help": "Teacher folder or Hub id: any AutoModelForImageClassification with the student's label space "
+            "(scripts/run_teacher.py writes one; transformers ResNet/RegNet/ConvNeXt work too)."
+        }
+    )
+    teacher_image_size: int | None = field(
+        default=None,
+        metadata={"help": "Teacher input size; the student's batch is resized to it (bicubic). Default: the size of "
+                  "the teacher's image processor."},
+    )
+    distillation_alpha: float = field(
+        default=DEFAULT_DISTILLATION_ALPHA,
+        metadata={"help": "Weight of the distillation term: (1 - a) * cls + a * dist."},
+    )
+    drw_epoch: float | None = field(
+        default=None, metadata={"help": "Epoch from which the DIST loss is class-balanced (sized data)."}
+    )
+    drw_step: int | None = field(
+        default=None, metadata={"help": "Optimizer step from which the DIST loss is class-balanced (streaming)."}
+    )
+    drw_beta: float = field(
+        default=DEFAULT_DRW_BETA, metadata={"help": "Beta of the class-balanced DIST weights after the DRW point."}
+    )
+    no_mixup_after_drw: bool = field(
+        default=False,
+        metadata={"help": "Stop MixUp/CutMix (and label smoothing) from the DRW point: plain CE on the CLS head "
+                  "(the CIFAR recipe)."},
+    )
+
+    def __post_init__(self):
+        # bad values fail here, before any data or model is loaded
+        if not 0.0 <= self.distillation_alpha <= 1.0:
+            raise ValueError(f"--distillation_alpha {self.distillation_alpha} must be in [0, 1].")
+        check_class_balanced_beta(self.drw_beta, "drw_beta")
+
+
+@dataclass
+class DeiTLTTrainingArguments(FinetuneTrainingArguments):
+    """DeiT-LT defaults: AdamW lr 5e-4 (DeiT: 5e-4 x batch / 512), no layer decay (0.75 suits a LiVT MGP start),
+    repeated augmentation x3 (DeiT's RASampler)."""
+
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate."})
+    layer_decay: float = field(default=1.0, metadata={"help": "Layer-wise lr decay (1.0: off, training from scratch)."})
+    repeated_augmentation: int = field(
+        default=3, metadata={"help": "Repeated augmentation (DeiT's RASampler, on in the official runs); 1 = off."}
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DeiT-LT's flat teacher (scripts/run_teacher.py)
+# ---------------------------------------------------------------------------------------------------------------------
+TEACHER_LOSS_TYPES = ("bal_ce", "bal_bce", "ce", "bce", "ldam", "ldam_drw")
+TEACHER_ARCHS = ("resnet_cifar",)
+LDAM_MAX_M, LDAM_S = 0.5, 30.0  # LDAM's largest margin and logit scale (Cao et al., 2019)
+DEFAULT_BAL_TAU = 1.0
+SAM_BASE_OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class TeacherModelArguments:
+    """The teacher model and its loss."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A transformers image classifier to fine-tune as the teacher (folder or Hub id; its head is "
+                  "replaced for the data's classes). None: a new --teacher_arch."},
+    )
+    teacher_arch: str | None = field(
+        default=None,
+        metadata={"help": "Architecture of a new teacher: resnet_cifar (CIFAR ResNet, ResNet-32 by default; the "
+                  "default for images up to 64 px).", "choices": list(TEACHER_ARCHS)},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Config overrides: of a new resnet_cifar, e.g. 'depth=20,base_width=32'; on top of "
+                  "--model_name_or_path, fields that keep its weights' shapes (e.g. eps; the others are refused)."},
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "Input size (default: 32 for a new teacher, else the model's processor)."}
+    )
+    loss_type: str = field(
+        default="bal_ce",
+        metadata={"help": "bal_ce (default), bal_bce, ce, bce, ldam, or ldam_drw (LDAM + class-balanced weights "
+                  "from --drw_epoch, default 80%% of training).", "choices": list(TEACHER_LOSS_TYPES)},
+    )
+    bal_tau: float = field(
+        default=DEFAULT_BAL_TAU, metadata={"help": "Prior strength of the balanced losses (bal_ce, bal_bce only)."}
+    )
+    ldam_max_m: float = field(default=LDAM_MAX_M, metadata={"help": "LDAM's largest margin (rarest class)."})
+    ldam_s: float = field(default=LDAM_S, metadata={"help": "LDAM's logit scale."})
+    drw_epoch: float | None = field(default=None, metadata={"help": "DRW epoch of ldam_drw (sized data)."})
+    drw_step: int | None = field(default=None, metadata={"help": "DRW optimizer step of ldam_drw (streaming)."})
+    drw_beta: float = field(
+        default=DEFAULT_DRW_BETA, metadata={"help": "Beta of the class-balanced DRW weights (with DRW only)."}
+    )
+
+
+@dataclass
+class TeacherAugmentationArguments(AugmentationArguments):
+    """CNN-teacher defaults (the CIFAR LDAM-DRW recipe): crop + flip + RandAugment, no mixing, no smoothing, no
+    erasing. The DeiT-LT student mixes its batches anyway; the teacher sees those at distillation time."""
+
+    mixup: float = field(default=0.0, metadata={"help": "MixUp alpha (0 disables)."})
+    cutmix: float = field(default=0.0, metadata={"help": "CutMix alpha (0 disables)."})
+    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing."})
+    random_erasing: float = field(default=0.0, metadata={"help": "RandomErasing probability."})
+
+
+@dataclass
+class TeacherTrainingArguments(FinetuneTrainingArguments):
+    """SAM around SGD: lr 0.1, momentum 0.9, weight decay 5e-4, rho 0.05, cosine schedule, no gradient clipping."""
+
+    learning_rate: float = field(default=0.1, metadata={"help": "Peak learning rate of the base optimizer."})
+    weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay (none on biases and norms)."})
+    layer_decay: float = field(
+        default=1.0, metadata={"help": "Off for the teacher (one lr for every layer): a value other than 1.0 is "
+                               "refused."}
+    )
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping (0: off, as the CIFAR recipes)."})
+    warmup_steps: float = field(
+        default=0.0, metadata={"help": "Warmup in optimizer steps (below 1: a ratio of the run), instead of "
+                               "--warmup_epochs."}
+    )
+    warmup_epochs: float | None = field(
+        default=None,
+        metadata={"help": "Linear warmup over the first N epochs. Default: 5 (LDAM-DRW / PaCo, of 200 epochs), at "
+                  "most a quarter of the run. At lr 0.1 the kaiming-initialised ResNet-32 needs it: with 10 warmup "
+                  "steps it collapses to predicting the class prior."},
+    )
+    sam_rho: float = field(default=0.05, metadata={"help": "SAM neighbourhood radius rho."})
+    sam_adaptive: bool = field(default=False, metadata={"help": "ASAM (scale-invariant neighbourhood; use rho ~2)."})
+    sam_base_optimizer: str = field(
+        default="sgd",
+        metadata={"help": "Base optimizer of SAM (replaces --optim, which is refused).",
+                  "choices": list(SAM_BASE_OPTIMIZERS)},
+    )
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (--sam_base_optimizer sgd)."})
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum (--sam_base_optimizer sgd)."})
+    channels_last: bool = field(
+        default=True, metadata={"help": "Channels-last memory format for the teacher's convolutions (faster on CPU "
+                                "with oneDNN and on GPU tensor cores; false: PyTorch's default NCHW)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.warmup_epochs is not None:
+            if self.warmup_steps:
+                raise ValueError(
+                    f"--warmup_steps {self.warmup_steps:g} and --warmup_epochs {self.warmup_epochs:g} both set the "
+                    "warmup: give one."
+                )
+            if self.warmup_epochs < 0 or (self.max_steps <= 0 and self.warmup_epochs >= self.num_train_epochs):
+                raise ValueError(
+                    f"--warmup_epochs {self.warmup_epochs:g} must be below --num_train_epochs "
+                    f"{self.num_train_epochs:g}."
+                )

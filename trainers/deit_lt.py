@@ -11,11 +11,8 @@ distillation loss re-weighted by class-balanced weights from a deferred (DRW) ep
 
 from __future__ import annotations
 
-import inspect
 import logging
-import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,89 +23,24 @@ from transformers import (
     AutoModelForImageClassification,
     EvalPrediction,
     Trainer,
-    TrainerCallback,
 )
 from transformers.trainer_utils import has_length
 
-from modeling_livt.models.losses import LOSS_TYPES, DeiTLTLoss, check_class_balanced_beta, class_balanced_weights
+from modeling_livt.data.transforms import image_processor_input_size
+from modeling_livt.models.losses import DeiTLTLoss, check_class_balanced_beta, class_balanced_weights
 
-from .arguments import FinetuneTrainingArguments, ViTModelArguments
+from .arguments import DEFAULT_DISTILLATION_ALPHA, DeiTLTModelArguments, DeiTLTTrainingArguments, DistillationArguments
 from .balanced import LongTailMetrics
 from .base import LongTailTrainerMixin
+from .drw import DEFAULT_DRW_BETA, DRWCallback
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DISTILLATION_ALPHA = 0.5  # DeiT-LT: the CLS and DIST terms weigh the same
-DEFAULT_DRW_BETA = 0.9999  # the class-balanced weights of Cui et al. (2019), as DeiT-LT and LDAM-DRW
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Deferred re-weighting
-# ---------------------------------------------------------------------------------------------------------------------
-class DRWCallback(TrainerCallback):
-    """Deferred re-weighting (Cao et al., 2019): `switch(True)` from the DRW point on, `switch(False)` before it.
-
-    The DRW point is `drw_epoch` (sized data: on when `state.epoch >= drw_epoch`) or `drw_step` (streaming, where
-    `state.epoch` is only a step ratio: on when `state.global_step >= drw_step`); with neither, DRW never starts.
-    The state is a function of `TrainerState` alone, evaluated at `on_train_begin` (a fresh start or a resume from a
-    checkpoint: global step and epoch are restored by then) and at every `on_step_end` (the next batch is collated
-    after it, so a collator switch such as "no mixup after DRW" applies from the very next batch). `switch` is called
-    only when the state changes (and once at the start of every `train()`).
-    """
-
-    def __init__(self, switch: Callable[[bool], None], drw_epoch: float | None = None, drw_step: int | None = None):
-        if drw_epoch is not None and drw_step is not None:
-            raise ValueError("Give the DRW point as --drw_epoch (sized data) or --drw_step (streaming), not both.")
-        if (drw_epoch is not None and drw_epoch < 0) or (drw_step is not None and drw_step < 0):
-            raise ValueError(f"The DRW point must be non-negative, got drw_epoch={drw_epoch}, drw_step={drw_step}.")
-        # a trainer's own method is held weakly (no trainer <-> callback cycle: see `AugmentationEpochCallback`)
-        self._switch = weakref.WeakMethod(switch) if inspect.ismethod(switch) else (lambda: switch)
-        self.drw_epoch = drw_epoch
-        self.drw_step = drw_step
-        self.active: bool | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.drw_epoch is not None or self.drw_step is not None
-
-    def is_active(self, state) -> bool:
-        """Whether the next optimizer step (step number `state.global_step`, 0-based) trains with DRW."""
-        if self.drw_step is not None:
-            return state.global_step >= self.drw_step
-        if self.drw_epoch is not None:
-            return (state.epoch or 0.0) >= self.drw_epoch
-        return False
-
-    def _update(self, state, force: bool = False):
-        active = self.is_active(state)
-        if force or active != self.active:
-            switch = self._switch()
-            if switch is not None:
-                switch(active)
-            if active and self.active is not True:
-                logger.info("DRW on from step %d (epoch %.2f)", state.global_step, state.epoch or 0.0)
-            self.active = active
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._update(state, force=True)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._update(state)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The teacher
 # ---------------------------------------------------------------------------------------------------------------------
-def image_processor_input_size(processor) -> int | None:
-    """The square input size an image processor produces (its crop when it center-crops, else its resize)."""
-    size = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
-    size = size or getattr(processor, "size", None)
-    if size is None:
-        return None
-    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
-    return get("height") or get("shortest_edge")
-
-
 def _is_generic_label(name: str, index: int) -> bool:
     return str(name) == f"LABEL_{index}"
 
@@ -374,87 +306,10 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Command-line arguments (scripts/run_deit_lt.py)
-# ---------------------------------------------------------------------------------------------------------------------
-@dataclass
-class DeiTLTModelArguments(ViTModelArguments):
-    """The DeiT-LT student."""
-
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "Start from a DeiT-LT checkpoint, or from a LiVT one (MGP or fine-tuned: the combined LiVT -> "
-            "DeiT-LT recipe, via DeiTLTForImageClassification.from_livt_pretrained); none = from scratch."
-        },
-    )
-    config_name: str = field(
-        default="tiny", metadata={"help": "Preset (tiny, small, base: DeiT-Ti/S/B) or a config path (from scratch)."}
-    )
-    cls_loss_type: str = field(
-        default="ce",
-        metadata={"help": "Loss of the CLS head: ce (soft-target CE, DeiT-LT), bal_bce (LiVT), bal_ce or bce.",
-                  "choices": list(LOSS_TYPES)},
-    )
-
-
-@dataclass
-class DistillationArguments:
-    """The teacher, the weight of its term and the deferred re-weighting schedule (`DeiTLTTrainer`'s arguments)."""
-
-    teacher_name_or_path: str = field(
-        metadata={
-            "help": "Teacher folder or Hub id: any AutoModelForImageClassification with the student's label space "
-            "(scripts/run_teacher.py writes one; transformers ResNet/RegNet/ConvNeXt work too)."
-        }
-    )
-    teacher_image_size: int | None = field(
-        default=None,
-        metadata={"help": "Teacher input size; the student's batch is resized to it (bicubic). Default: the size of "
-                  "the teacher's image processor."},
-    )
-    distillation_alpha: float = field(
-        default=DEFAULT_DISTILLATION_ALPHA,
-        metadata={"help": "Weight of the distillation term: (1 - a) * cls + a * dist."},
-    )
-    drw_epoch: float | None = field(
-        default=None, metadata={"help": "Epoch from which the DIST loss is class-balanced (sized data)."}
-    )
-    drw_step: int | None = field(
-        default=None, metadata={"help": "Optimizer step from which the DIST loss is class-balanced (streaming)."}
-    )
-    drw_beta: float = field(
-        default=DEFAULT_DRW_BETA, metadata={"help": "Beta of the class-balanced DIST weights after the DRW point."}
-    )
-    no_mixup_after_drw: bool = field(
-        default=False,
-        metadata={"help": "Stop MixUp/CutMix (and label smoothing) from the DRW point: plain CE on the CLS head "
-                  "(the CIFAR recipe)."},
-    )
-
-    def __post_init__(self):
-        # bad values fail here, before any data or model is loaded
-        if not 0.0 <= self.distillation_alpha <= 1.0:
-            raise ValueError(f"--distillation_alpha {self.distillation_alpha} must be in [0, 1].")
-        check_class_balanced_beta(self.drw_beta, "drw_beta")
-
-
-@dataclass
-class DeiTLTTrainingArguments(FinetuneTrainingArguments):
-    """DeiT-LT defaults: AdamW lr 5e-4 (DeiT: 5e-4 x batch / 512), no layer decay (0.75 suits a LiVT MGP start),
-    repeated augmentation x3 (DeiT's RASampler)."""
-
-    learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate."})
-    layer_decay: float = field(default=1.0, metadata={"help": "Layer-wise lr decay (1.0: off, training from scratch)."})
-    repeated_augmentation: int = field(
-        default=3, metadata={"help": "Repeated augmentation (DeiT's RASampler, on in the official runs); 1 = off."}
-    )
-
-
 __all__ = [
     "DRWCallback",
     "DeiTLTMetrics",
-    "DeiTLTModelArguments",
+    "DeiTLTModelArguments",  # the argument dataclasses live in trainers.arguments, re-exported here for old imports
     "DeiTLTTrainer",
     "DeiTLTTrainingArguments",
     "DistillationArguments",

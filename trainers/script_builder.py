@@ -19,11 +19,10 @@ from functools import cached_property
 from transformers import PreTrainedConfig, PreTrainedModel, Trainer, TrainingArguments, set_seed
 
 from modeling_livt.config_overrides import parse_config_overrides
-from modeling_livt.data.loading import DataArguments
 from modeling_livt.hub.model_card import write_model_card
 from modeling_livt.models.configuration_vit import POSTHOC_FIELDS
 
-from .arguments import AugmentationArguments, check_bal_tau, check_training_flags, field_default
+from .arguments import AugmentationArguments, DataArguments, check_bal_tau, check_training_flags, field_default
 from .base import LongTailTrainerMixin
 from .class_sampling import SAMPLER_DESCRIPTIONS
 from .cli import parse_args, setup_logging
@@ -319,15 +318,6 @@ def sampling_recipe(training_args) -> dict[str, str]:
         recipe["classifier re-training (cRT)"] = "encoder frozen, classification head(s) " + (
             "re-initialised and re-trained" if getattr(training_args, "reinit_head", True) else "re-trained")
     return recipe
-
-
-def describe_drw_point(drw_epoch: float | None, drw_step: int | None) -> str:
-    """Where deferred re-weighting starts, as the card says it: "from epoch 160", "from step 900" or "none"."""
-    if drw_epoch is not None:
-        return f"from epoch {drw_epoch:g}"
-    if drw_step is not None:
-        return f"from step {drw_step}"
-    return "none"
 
 
 def teacher_reference(teacher: str, output_dir: str) -> str:

@@ -10,31 +10,38 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
+from modeling_livt.data.transforms import image_processor_input_size
 from modeling_livt.models.losses import ClassWeightedLoss, LDAMLoss, build_loss, class_balanced_weights
 from modeling_livt.models.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification
 
-from .arguments import AugmentationArguments, FinetuneTrainingArguments, check_bal_tau, refuse_flags
+from .arguments import (
+    DEFAULT_BAL_TAU,
+    LDAM_MAX_M,
+    LDAM_S,
+    SAM_BASE_OPTIMIZERS,
+    TEACHER_ARCHS,
+    TEACHER_LOSS_TYPES,
+    TeacherAugmentationArguments,
+    TeacherModelArguments,
+    TeacherTrainingArguments,
+    check_bal_tau,
+    refuse_flags,
+)
 from .balanced import BalancedTrainer
-from .deit_lt import DEFAULT_DRW_BETA, DRWCallback, image_processor_input_size
+from .drw import DEFAULT_DRW_BETA, DRWCallback
 from .optim import optimizer_name, param_groups, uses_our_adamw
 from .sam import SAM
 from .workflow import parse_config_overrides
 
 logger = logging.getLogger(__name__)
 
-TEACHER_LOSS_TYPES = ("bal_ce", "bal_bce", "ce", "bce", "ldam", "ldam_drw")
-TEACHER_ARCHS = ("resnet_cifar",)
 SMALL_TEACHER_MAX_SIZE = 64  # up to this size the CIFAR ResNet-32 is the default teacher
 LDAM_DRW_EPOCH_FRACTION = 0.8  # LDAM-DRW re-weights from epoch 160 of 200
-LDAM_MAX_M, LDAM_S = 0.5, 30.0  # LDAM's largest margin and logit scale (Cao et al., 2019)
-DEFAULT_BAL_TAU = 1.0
-SAM_BASE_OPTIMIZERS = ("sgd", "adamw")
 LABEL_FIELDS = ("num_labels", "id2label", "label2id")  # the teacher's label space comes from the data
 DEFAULT_WARMUP_EPOCHS = 5.0  # LDAM-DRW / PaCo: linear warmup over the first 5 of 200 epochs
 
@@ -388,111 +395,8 @@ def build_teacher_model(model_args, data, image_size: int) -> nn.Module:
     return model
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Command-line arguments (scripts/run_teacher.py)
-# ---------------------------------------------------------------------------------------------------------------------
-@dataclass
-class TeacherModelArguments:
-    """The teacher model and its loss."""
-
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "A transformers image classifier to fine-tune as the teacher (folder or Hub id; its head is "
-                  "replaced for the data's classes). None: a new --teacher_arch."},
-    )
-    teacher_arch: str | None = field(
-        default=None,
-        metadata={"help": "Architecture of a new teacher: resnet_cifar (CIFAR ResNet, ResNet-32 by default; the "
-                  "default for images up to 64 px).", "choices": list(TEACHER_ARCHS)},
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Config overrides: of a new resnet_cifar, e.g. 'depth=20,base_width=32'; on top of "
-                  "--model_name_or_path, fields that keep its weights' shapes (e.g. eps; the others are refused)."},
-    )
-    image_size: int | None = field(
-        default=None, metadata={"help": "Input size (default: 32 for a new teacher, else the model's processor)."}
-    )
-    loss_type: str = field(
-        default="bal_ce",
-        metadata={"help": "bal_ce (default), bal_bce, ce, bce, ldam, or ldam_drw (LDAM + class-balanced weights "
-                  "from --drw_epoch, default 80%% of training).", "choices": list(TEACHER_LOSS_TYPES)},
-    )
-    bal_tau: float = field(
-        default=DEFAULT_BAL_TAU, metadata={"help": "Prior strength of the balanced losses (bal_ce, bal_bce only)."}
-    )
-    ldam_max_m: float = field(default=LDAM_MAX_M, metadata={"help": "LDAM's largest margin (rarest class)."})
-    ldam_s: float = field(default=LDAM_S, metadata={"help": "LDAM's logit scale."})
-    drw_epoch: float | None = field(default=None, metadata={"help": "DRW epoch of ldam_drw (sized data)."})
-    drw_step: int | None = field(default=None, metadata={"help": "DRW optimizer step of ldam_drw (streaming)."})
-    drw_beta: float = field(
-        default=DEFAULT_DRW_BETA, metadata={"help": "Beta of the class-balanced DRW weights (with DRW only)."}
-    )
-
-
-@dataclass
-class TeacherAugmentationArguments(AugmentationArguments):
-    """CNN-teacher defaults (the CIFAR LDAM-DRW recipe): crop + flip + RandAugment, no mixing, no smoothing, no
-    erasing. The DeiT-LT student mixes its batches anyway; the teacher sees those at distillation time."""
-
-    mixup: float = field(default=0.0, metadata={"help": "MixUp alpha (0 disables)."})
-    cutmix: float = field(default=0.0, metadata={"help": "CutMix alpha (0 disables)."})
-    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing."})
-    random_erasing: float = field(default=0.0, metadata={"help": "RandomErasing probability."})
-
-
-@dataclass
-class TeacherTrainingArguments(FinetuneTrainingArguments):
-    """SAM around SGD: lr 0.1, momentum 0.9, weight decay 5e-4, rho 0.05, cosine schedule, no gradient clipping."""
-
-    learning_rate: float = field(default=0.1, metadata={"help": "Peak learning rate of the base optimizer."})
-    weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay (none on biases and norms)."})
-    layer_decay: float = field(
-        default=1.0, metadata={"help": "Off for the teacher (one lr for every layer): a value other than 1.0 is "
-                               "refused."}
-    )
-    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping (0: off, as the CIFAR recipes)."})
-    warmup_steps: float = field(
-        default=0.0, metadata={"help": "Warmup in optimizer steps (below 1: a ratio of the run), instead of "
-                               "--warmup_epochs."}
-    )
-    warmup_epochs: float | None = field(
-        default=None,
-        metadata={"help": "Linear warmup over the first N epochs. Default: 5 (LDAM-DRW / PaCo, of 200 epochs), at "
-                  "most a quarter of the run. At lr 0.1 the kaiming-initialised ResNet-32 needs it: with 10 warmup "
-                  "steps it collapses to predicting the class prior."},
-    )
-    sam_rho: float = field(default=0.05, metadata={"help": "SAM neighbourhood radius rho."})
-    sam_adaptive: bool = field(default=False, metadata={"help": "ASAM (scale-invariant neighbourhood; use rho ~2)."})
-    sam_base_optimizer: str = field(
-        default="sgd",
-        metadata={"help": "Base optimizer of SAM (replaces --optim, which is refused).",
-                  "choices": list(SAM_BASE_OPTIMIZERS)},
-    )
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (--sam_base_optimizer sgd)."})
-    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum (--sam_base_optimizer sgd)."})
-    channels_last: bool = field(
-        default=True, metadata={"help": "Channels-last memory format for the teacher's convolutions (faster on CPU "
-                                "with oneDNN and on GPU tensor cores; false: PyTorch's default NCHW)."}
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.warmup_epochs is not None:
-            if self.warmup_steps:
-                raise ValueError(
-                    f"--warmup_steps {self.warmup_steps:g} and --warmup_epochs {self.warmup_epochs:g} both set the "
-                    "warmup: give one."
-                )
-            if self.warmup_epochs < 0 or (self.max_steps <= 0 and self.warmup_epochs >= self.num_train_epochs):
-                raise ValueError(
-                    f"--warmup_epochs {self.warmup_epochs:g} must be below --num_train_epochs "
-                    f"{self.num_train_epochs:g}."
-                )
-
-
 __all__ = [
-    "TeacherAugmentationArguments",
+    "TeacherAugmentationArguments",  # the argument dataclasses live in trainers.arguments, re-exported here
     "TeacherModelArguments",
     "TeacherTrainer",
     "TeacherTrainingArguments",

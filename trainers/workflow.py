@@ -15,7 +15,7 @@ from transformers import PreTrainedConfig
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_livt.config_overrides import parse_config_overrides
-from modeling_livt.data.loading import DataArguments, LongTailedData, load_image_datasets
+from modeling_livt.data.loading import LongTailedData, load_image_datasets
 from modeling_livt.data.long_tail import LONG_TAILED_INDICES_FILE
 from modeling_livt.data.transforms import (
     DefaultImageCollator,
@@ -33,7 +33,7 @@ from modeling_livt.evaluation.metrics import long_tail_metrics, parse_index_boun
 from modeling_livt.evaluation.plots import plot_per_class_accuracy, plot_reliability_diagram
 from modeling_livt.models.configuration_livt import LIVT_PRESETS, LiVTConfig
 
-from .arguments import AugmentationArguments
+from .arguments import AugmentationArguments, DataArguments
 
 logger = logging.getLogger(__name__)
 

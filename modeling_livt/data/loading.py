@@ -1,4 +1,4 @@
-"""The one loader the scripts use: `DataArguments` + `load_image_datasets` (digits, a Hub name, a local parquet or
+"""The one loader the scripts use: `DataOptions` + `load_image_datasets` (digits, a Hub name, a local parquet or
 image folder), with validation carving, long-tailing, class counts, corrupt-image handling and streaming.
 
 The pieces live beside it: `long_tail.py` (sub-sampling, split files), `images.py` (decoding), `digits.py` (the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,99 +53,36 @@ from .long_tail import (
 logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------
-# CLI arguments and the one loader the scripts use
+# The options and the one loader the scripts use
 # ----------------------------------------------------------------------------------------------
 
 
 @dataclass
-class DataArguments:
-    """Which data to train on and how to make it long-tailed (for ``transformers.HfArgumentParser``)."""
+class DataOptions:
+    """What `load_image_datasets` reads: which data, how to make it long-tailed, validation carving, streaming and
+    debugging subsets. A plain dataclass (the scripts' flags, with their help: `trainers.arguments.DataArguments`).
+    Bad values fail here."""
 
-    dataset_name: str = field(
-        default="digits",
-        metadata={
-            "help": "'digits' (scikit-learn's 8x8 digits, offline), a Hub dataset name, a local folder in the HF "
-            "parquet layout (e.g. ../shared/data/cifar10) or a folder written by Dataset(Dict).save_to_disk."
-        },
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name (Hub)."})
-    train_dir: str | None = field(default=None, metadata={"help": "imagefolder directory of training images."})
-    validation_dir: str | None = field(default=None, metadata={"help": "imagefolder directory of validation images."})
-    test_dir: str | None = field(default=None, metadata={"help": "imagefolder directory of test images."})
-    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
-    label_column_name: str = field(default="label", metadata={"help": "Column holding the integer class labels."})
-    imbalance_factor: float | None = field(
-        default=None,
-        metadata={
-            "help": "Make the training pool long-tailed with rho = n_max / n_min (e.g. 100 for CIFAR-10-LT). "
-            "None uses the data as is (for data that is long-tailed already)."
-        },
-    )
-    imbalance_profile: str = field(
-        default="exp", metadata={"help": "Long-tail profile: 'exp' (CIFAR-LT) or 'step'.", "choices": ["exp", "step"]}
-    )
-    lt_seed: int = field(
-        default=0,
-        metadata={
-            "help": "Seed of every data-split decision (validation carve, long-tail draw, max_*_samples), kept "
-            "apart from the training seed so that changing the latter keeps the same images."
-        },
-    )
-    validation_split_percentage: int | None = field(
-        default=None,
-        metadata={
-            "help": "Percentage of the training pool carved out (stratified, seeded, before long-tailing) as the "
-            "validation split when the dataset has none. Default: 10 when there is no validation split."
-        },
-    )
-    streaming: bool = field(
-        default=False,
-        metadata={
-            "help": "Stream the training split as an IterableDataset (shuffled with a buffer; needs max_steps). "
-            "Long-tailing or carving a validation split draws the subset map-style first, then streams it."
-        },
-    )
-    shuffle_buffer_size: int = field(default=1000, metadata={"help": "Shuffle buffer of the streamed train split."})
-    streaming_num_shards: int = field(
-        default=8,
-        metadata={"help": "Shards when a map-style train split is streamed (DataLoader workers <= shards)."},
-    )
-    class_counts_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "JSON with the training class counts (a list in label order or {label_name: count}). Needed "
-            "to skip the counting pass over a streamed dataset; checked against the data when labels are at hand."
-        },
-    )
-    skip_corrupt_images: bool = field(
-        default=False,
-        metadata={"help": "Skip (and count) examples whose image cannot be decoded instead of failing."},
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Keep a seeded random subset of this many training examples (debugging)."}
-    )
-    max_eval_samples: int | None = field(
-        default=None,
-        metadata={"help": "Keep a seeded random subset of this many validation and test examples (debugging)."},
-    )
-    validation_source: str = field(
-        default="auto",
-        metadata={
-            "help": "Where a carved validation split comes from when the dataset has none. 'unused': long-tail the "
-            "full training pool (the benchmark's counts, e.g. CIFAR-10-LT 5000 ... 50) and draw validation from the "
-            "images the long-tail draw left unused; 'pool': carve validation from the pool first, then long-tail "
-            "the rest (counts shrink by the percentage); 'auto': 'unused' when --imbalance_factor is set, else "
-            "'pool' (nothing is left over).",
-            "choices": list(VALIDATION_SOURCES),
-        },
-    )
-    split_indices_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "long_tailed_indices.json of an earlier run: reuse that long-tailed split instead of drawing "
-            "one again (resume must not re-draw)."
-        },
-    )
+    dataset_name: str = "digits"
+    dataset_config_name: str | None = None
+    train_dir: str | None = None
+    validation_dir: str | None = None
+    test_dir: str | None = None
+    image_column_name: str = "image"
+    label_column_name: str = "label"
+    imbalance_factor: float | None = None
+    imbalance_profile: str = "exp"
+    lt_seed: int = 0
+    validation_split_percentage: int | None = None
+    streaming: bool = False
+    shuffle_buffer_size: int = 1000
+    streaming_num_shards: int = 8
+    class_counts_file: str | None = None
+    skip_corrupt_images: bool = False
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    validation_source: str = "auto"
+    split_indices_file: str | None = None
 
     def __post_init__(self):
         if self.imbalance_profile not in IMBALANCE_PROFILES:
@@ -200,7 +138,7 @@ def _is_local_path(name: str) -> bool:
     return os.path.isdir(os.path.expanduser(name))
 
 
-def _load_source(args: DataArguments, streaming: bool) -> DatasetDict | IterableDatasetDict:
+def _load_source(args: DataOptions, streaming: bool) -> DatasetDict | IterableDatasetDict:
     """Load the raw splits from digits, imagefolder dirs, a saved/parquet folder or the Hub."""
     if args.train_dir or args.validation_dir or args.test_dir:
         data_files = {}
@@ -276,7 +214,7 @@ def _label_names(dataset: Dataset | IterableDataset, label_column: str, labels: 
     return [str(v) for v in unique]
 
 
-def _resolve_validation_source(args: DataArguments, long_tailing: bool, saved_split: dict | None) -> str:
+def _resolve_validation_source(args: DataOptions, long_tailing: bool, saved_split: dict | None) -> str:
     source = args.validation_source
     if saved_split is not None and source == "auto":
         source = saved_split.get("validation_source") or "pool"  # as it was drawn
@@ -291,9 +229,10 @@ def _resolve_validation_source(args: DataArguments, long_tailing: bool, saved_sp
 
 
 def load_image_datasets(
-    data_args: DataArguments, seed: int = 0, output_dir: str | os.PathLike | None = None
+    data_args: DataOptions, seed: int = 0, output_dir: str | os.PathLike | None = None
 ) -> LongTailedData:
-    """Load, split and long-tail the data described by ``data_args`` (see `DataArguments`).
+    """Load, split and long-tail the data described by ``data_args``: a `DataOptions` (the scripts pass
+    `trainers.arguments.DataArguments`, its subclass with the help of each flag).
 
     Order of operations on the training pool: carve validation (only when the dataset has no
     validation/val/valid split; ``validation_split_percentage`` or 10%, stratified, ``lt_seed``) ->
@@ -495,3 +434,12 @@ def load_image_datasets(
         split_indices=split_indices,
         corrupt_images=counter,
     )
+
+
+def __getattr__(name: str):
+    """`DataArguments` moved to `trainers.arguments` (the flags); the library's own is `DataOptions`."""
+    if name == "DataArguments":
+        warnings.warn("modeling_livt.data.loading.DataArguments is now DataOptions (the scripts' flags: "
+                      "trainers.arguments.DataArguments)", DeprecationWarning, stacklevel=2)
+        return DataOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

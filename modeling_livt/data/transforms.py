@@ -254,6 +254,16 @@ class EvalTransform:
         return f"EvalTransform({self.processor.__class__.__name__}, size={self.processor.size})"
 
 
+
+def image_processor_input_size(processor) -> int | None:
+    """The square input size an image processor produces (its crop when it center-crops, else its resize)."""
+    size = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    size = size or getattr(processor, "size", None)
+    if size is None:
+        return None
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    return get("height") or get("shortest_edge")
+
 def build_eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> EvalTransform:
     """Evaluation transform: the `build_image_processor` processor applied to one image (see there)."""
     return EvalTransform(build_image_processor(image_size, mean, std))
