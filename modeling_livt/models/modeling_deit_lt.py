@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_deit_lt import DeiTLTConfig
@@ -130,7 +131,7 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> DeiTLTImageClassifierOutput:
         outputs = self.forward_features(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         hidden_states = outputs.last_hidden_state

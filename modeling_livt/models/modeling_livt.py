@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_livt import LiVTConfig
@@ -210,7 +211,7 @@ class LiVTForMaskedImageModeling(LiVTPreTrainedModel):
         pixel_values: torch.Tensor,
         noise: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> LiVTForMaskedImageModelingOutput:
         """`interpolate_pos_encoding=True` runs MGP at another input size (as transformers' ViTMAE): the encoder's and
         the decoder's position embeddings are interpolated bicubically to the input's patch grid (`noise`, if given, is
@@ -278,7 +279,7 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> LiVTImageClassifierOutput:
         """`labels`: int `[N]` or soft `[N, C]` for the configured loss, multi-hot `[N, C]` under
         `config.problem_type="multi_label_classification"` (`loss_fn`). With `return_dict=False` (argument or config):

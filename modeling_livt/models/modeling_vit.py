@@ -17,7 +17,8 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.output_capturing import capture_outputs
 
 from .losses import build_labels_loss
@@ -392,7 +393,7 @@ class LongTailViTEncoderModel(LongTailViTPreTrainedModel):
         noise: torch.Tensor | None = None,
         mask_ratio: float = 0.0,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> LongTailViTEncoderOutput:
         """Encode `pixel_values [N, 3, H, W]`; with `mask_ratio > 0` (or `noise`) only the kept patches are encoded."""
         hidden_states, mask, ids_restore = self.embeddings(
