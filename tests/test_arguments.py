@@ -1,9 +1,16 @@
 """An explicit flag of the user is never ignored or made to fail by a default of ours (parsing only)."""
 
+import dataclasses
+
 import pytest
 from transformers import HfArgumentParser
 
-from trainers.arguments import DeiTLTTrainingArguments, FinetuneTrainingArguments, TeacherTrainingArguments
+from trainers.arguments import (
+    DeiTLTTrainingArguments,
+    FinetuneTrainingArguments,
+    LongTailTrainingArguments,
+    TeacherTrainingArguments,
+)
 
 
 def parse(cls, *flags):
@@ -38,3 +45,14 @@ def test_explicit_steps_switch_the_strategy_and_no_eval_drops_best_model(cls):
 def test_gradient_clipping_is_off_unless_asked_for():
     assert parse(FinetuneTrainingArguments).max_grad_norm == 0.0
     assert parse(FinetuneTrainingArguments, "--max_grad_norm", "1.0").max_grad_norm == 1.0
+
+
+def test_base_learning_rate_is_applied_once_as_the_arguments_are_made(tmp_path):
+    """`--base_learning_rate` sets learning_rate in `__post_init__` (base x effective batch / 256), idempotently, and
+    refuses an explicit `--learning_rate` with it."""
+    args = LongTailTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8,
+                                     gradient_accumulation_steps=4, base_learning_rate=1e-3, use_cpu=True)
+    assert args.learning_rate == pytest.approx(1e-3 * 32 / 256)
+    assert dataclasses.replace(args).learning_rate == args.learning_rate  # re-made from its values: not scaled twice
+    with pytest.raises(ValueError, match="--learning_rate 0.01: --base_learning_rate"):
+        LongTailTrainingArguments(output_dir=str(tmp_path), base_learning_rate=1e-3, learning_rate=1e-2, use_cpu=True)

@@ -15,6 +15,7 @@ from modeling_livt.models.losses import LOSS_TYPES, check_class_balanced_beta
 
 from .class_sampling import SAMPLERS, check_sampler_name
 from .drw import DEFAULT_DRW_BETA
+from .optim import scaled_learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -54,17 +55,13 @@ def refuse_flags(arguments, names, reason: str) -> None:
 
 def check_training_flags(training_args) -> None:
     """Refuse the training flags of a script that would change nothing (`ValueError` naming them): those that only
-    act with another flag the user left off, and `--learning_rate` given with `--base_learning_rate` (which sets the
-    learning rate)."""
+    act with another flag the user left off. (`--learning_rate` with `--base_learning_rate` fails as the arguments are
+    made: `LongTailTrainingArguments.__post_init__`.)"""
     if not getattr(training_args, "freeze_encoder", False):
         refuse_flags(training_args, ["reinit_head"], "it only acts with --freeze_encoder true (cRT); add that flag.")
     if not getattr(training_args, "model_ema", False):
         refuse_flags(training_args, ["model_ema_decay", "model_ema_force_cpu"],
                      "they set the EMA of the weights, which is off: add --model_ema true.")
-    if getattr(training_args, "base_learning_rate", None) is not None:
-        refuse_flags(training_args, ["learning_rate"],
-                     f"--base_learning_rate {training_args.base_learning_rate} sets the learning rate (base * "
-                     "effective batch / 256); give one of the two.")
 
 
 BALANCED_LOSS_TYPES = ("bal_bce", "bal_ce")  # the losses with a class prior, whose strength `--bal_tau` sets
@@ -145,6 +142,23 @@ class LongTailTrainingArguments(TrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         check_sampler_name(self.sampler)  # from Python too (the command line checks `choices`)
+        self._apply_base_learning_rate()
+
+    def _apply_base_learning_rate(self):
+        """The one place `--base_learning_rate` acts: learning_rate = base * effective batch / 256 (MAE's rule; the
+        effective batch is per-device batch x accumulation steps x processes), set as the arguments are made, so
+        the trainer, the logs and the model card all see the rate trained with. `--learning_rate` given too is
+        refused (`ValueError`)."""
+        if self.base_learning_rate is None:
+            return
+        effective_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
+        scaled = scaled_learning_rate(self.base_learning_rate, effective_batch)
+        if self.learning_rate == scaled:  # already applied (arguments re-made from their own values)
+            return
+        refuse_flags(self, ["learning_rate"],
+                     f"--base_learning_rate {self.base_learning_rate} sets the learning rate (base * effective batch "
+                     "/ 256); give one of the two.")
+        self.learning_rate = scaled
 
 
 @dataclass

@@ -45,40 +45,38 @@ class BalancedTrainer(LongTailTrainerMixin, Trainer):
         class_counts: training images per class (required for other models; overrides nothing in our configs).
         loss_type: "bal_bce" (default), "bal_ce", "bce" or "ce" for other models.
         bal_tau: prior strength for other models.
-        eval_data_collator: collator for evaluation/prediction (the training one may mix images).
-        model_card_writer: callable that writes the output dir's README.md (used by `push_to_hub` too).
+        eval_data_collator, model_card_writer: as `LongTailTrainerMixin`.
     """
 
-    def __init__(
-        self,
-        *args,
-        class_counts=None,
-        loss_type: str = "bal_bce",
-        bal_tau: float = 1.0,
-        eval_data_collator=None,
-        model_card_writer=None,
-        **kwargs,
-    ):
+    trains_with_model_loss = True  # a model with a loss of its own (ours: `loss_fn`) trains with it; False: never
+
+    def __init__(self, *args, class_counts=None, loss_type: str = "bal_bce", bal_tau: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self._setup_long_tail(eval_data_collator=eval_data_collator, model_card_writer=model_card_writer)
         model = self.accelerator.unwrap_model(self.model)
-        self.uses_model_loss = hasattr(model, "loss_fn")
+        ours = hasattr(model, "loss_fn")
+        self.uses_model_loss = ours and self.trains_with_model_loss
         if self.uses_model_loss:
             self.class_counts = list(model.config.class_counts or [])
             self.loss_fn = None
         else:
+            if class_counts is None and ours:  # our model trained with the trainer's loss: its config's counts
+                class_counts = model.config.class_counts or None
             if class_counts is None and loss_type in ("bal_bce", "bal_ce"):
                 raise ValueError(
-                    f"{type(model).__name__} does not carry class counts: pass class_counts=[...] to BalancedTrainer "
-                    "(training images per class, in label order)."
+                    f"{type(model).__name__} does not carry class counts: pass class_counts=[...] to "
+                    f"{type(self).__name__} (training images per class, in label order)."
                 )
             num_labels = getattr(model.config, "num_labels", None)
             if class_counts is not None and num_labels is not None and len(class_counts) != num_labels:
                 raise ValueError(f"class_counts has {len(class_counts)} entries but the model has {num_labels} labels.")
             self.class_counts = list(class_counts) if class_counts is not None else []
-            self.loss_fn = build_loss(loss_type, class_counts, bal_tau)
+            self.loss_fn = self.build_loss_fn(loss_type, class_counts, bal_tau)
         if self.compute_metrics is None and self.class_counts:
             self.compute_metrics = LongTailMetrics(self.class_counts)
+
+    def build_loss_fn(self, loss_type: str, class_counts, bal_tau: float):
+        """The trainer's loss (for a model trained without its own): `build_loss`; subclasses add theirs."""
+        return build_loss(loss_type, class_counts, bal_tau)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.uses_model_loss:

@@ -22,7 +22,7 @@ from modeling_livt.hub.repos import check_hub_offline
 from .class_sampling import ClassAwareSampler, dataset_labels, training_epochs
 from .ema import EMA_DIR_NAME, EMA_WEIGHTS_NAME, ModelEMACallback, check_ema_checkpoint
 from .freezing import freeze_encoder
-from .optim import build_optimizer, check_optimizer_choice, scaled_learning_rate
+from .optim import build_optimizer, check_optimizer_choice
 from .sampling import AugmentationEpochCallback, RepeatedAugmentationSampler, repeat_rows, seeded_transforms
 
 logger = logging.getLogger(__name__)
@@ -57,14 +57,25 @@ STAGING_DIR = ".staging"
 
 
 class LongTailTrainerMixin:
-    """Mixed into `transformers.Trainer` subclasses; only chooses optimizers, schedules and reporting."""
+    """Mixed into `transformers.Trainer` subclasses; only chooses optimizers, schedules and reporting. Subclasses need
+    no set-up call of their own: everything is done here, in `__init__`.
 
-    # Our losses are batch means: Trainer divides them by the gradient-accumulation steps.
-    loss_is_scaled_for_ga = False
+    Args (beyond `Trainer`'s):
+        eval_data_collator: collator for evaluation/prediction (the training one may mix images); None: the training
+            one.
+        model_card_writer: callable that writes the output dir's README.md (used by `push_to_hub` too); None:
+            Trainer's generic card.
+    """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, model_card_writer: Callable[[], None] | None = None,
+                 **kwargs):
         check_hub_access(kwargs.get("args", args[1] if len(args) > 1 else None))  # Trainer creates the repo in init
         super().__init__(*args, **kwargs)
+        # Gradient accumulation, declared here only: our losses are batch means, so Trainer must divide them by the
+        # accumulation steps itself (a model whose forward takes **kwargs would otherwise be trusted to do it).
+        self.model_accepts_loss_kwargs = False
+        self.eval_data_collator = eval_data_collator
+        self.model_card_writer = model_card_writer
         warn_slow_cpu_bf16(self.args)
         self._check_optimizer_choice()
         self.add_callback(AugmentationEpochCallback(self))  # every epoch draws new (seeded) augmentations
@@ -132,17 +143,6 @@ class LongTailTrainerMixin:
         if class_aware is not None:  # T of the progressive schedule: the epochs this run's sampler length gives
             class_aware.num_epochs = training_epochs(self.args, len(sampler))
         return sampler
-
-    def _setup_long_tail(self, eval_data_collator=None, model_card_writer: Callable[[], None] | None = None):
-        self.model_accepts_loss_kwargs = False
-        self.eval_data_collator = eval_data_collator
-        self.model_card_writer = model_card_writer
-        base_lr = getattr(self.args, "base_learning_rate", None)
-        if base_lr is not None:
-            effective_batch = (
-                self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
-            )
-            self.args.learning_rate = scaled_learning_rate(base_lr, effective_batch)
 
     def create_optimizer(self, model=None):
         """`--optim` over our parameter groups (`optim.build_optimizer`): fused AdamW at the default, else the

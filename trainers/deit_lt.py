@@ -218,7 +218,7 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
         drw_epoch / drw_step: the DRW point (see `DRWCallback`); none = no re-weighting.
         drw_beta: beta of the class-balanced DIST weights from the DRW point, in [0, 1) (DeiT-LT: 0.9999).
         no_mixup_after_drw: turn the training collator's `mixup_enabled` off from the DRW point.
-        eval_data_collator, model_card_writer: as `BalancedTrainer`.
+        eval_data_collator, model_card_writer: as `LongTailTrainerMixin`.
     """
 
     def __init__(
@@ -230,12 +230,9 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
         drw_step: int | None = None,
         drw_beta: float = DEFAULT_DRW_BETA,
         no_mixup_after_drw: bool = False,
-        eval_data_collator=None,
-        model_card_writer=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self._setup_long_tail(eval_data_collator=eval_data_collator, model_card_writer=model_card_writer)
         model = self.accelerator.unwrap_model(self.model)
         config = model.config
         if not hasattr(model, "loss_fn") or not hasattr(model, "distillation_classifier"):

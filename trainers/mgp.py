@@ -30,14 +30,10 @@ RECONSTRUCTIONS_FILE = "mgp_reconstructions.png"
 class MGPTrainer(LongTailTrainerMixin, Trainer):
     """`Trainer` for `LiVTForMaskedImageModeling` (or any model returning an MGP/MAE loss).
 
-    Chooses: lr = base_lr * effective batch / 256 (with `--base_learning_rate`), AdamW with the betas of the
-    arguments (`MGPTrainingArguments` defaults to (0.9, 0.95)), weight decay 0.05 except biases, norms, tokens and
-    position embeddings, warmup + cosine per step. Labels in the batch are ignored by the model.
+    Chooses: lr = base_lr * effective batch / 256 (`--base_learning_rate`: `LongTailTrainingArguments`), AdamW with
+    the betas of the arguments (`MGPTrainingArguments` defaults to (0.9, 0.95)), weight decay 0.05 except biases,
+    norms, tokens and position embeddings, warmup + cosine per step. Labels in the batch are ignored by the model.
     """
-
-    def __init__(self, *args, model_card_writer=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._setup_long_tail(model_card_writer=model_card_writer)
 
 
 def reconstruction_images(prepared, num_images: int) -> tuple[torch.Tensor | None, str]:

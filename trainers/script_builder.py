@@ -123,7 +123,7 @@ class ClassificationScript(ABC):
             model_card_writer=self.write_model_card,
             **self.trainer_kwargs(),
         )
-        self.recipe = self.recipe_lines()  # after the trainer: it sets the learning rate of --base_learning_rate
+        self.recipe = self.recipe_lines()
         return trainer
 
     def train_and_evaluate(self, trainer) -> dict:

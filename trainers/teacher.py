@@ -16,7 +16,7 @@ from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
 from modeling_livt.data.transforms import image_processor_input_size
-from modeling_livt.models.losses import ClassWeightedLoss, LDAMLoss, build_loss, class_balanced_weights
+from modeling_livt.models.losses import ClassWeightedLoss, LDAMLoss, class_balanced_weights
 from modeling_livt.models.resnet_cifar import ResNetCifarConfig, ResNetCifarForImageClassification
 
 from .arguments import (
@@ -171,6 +171,8 @@ class TeacherTrainer(BalancedTrainer):
     balanced loss, the LDAM arguments without LDAM and `drw_beta` without DRW.
     """
 
+    trains_with_model_loss = False  # one of our ViTs as the teacher trains with the teacher's loss, not its config's
+
     def __init__(
         self,
         *args,
@@ -186,6 +188,7 @@ class TeacherTrainer(BalancedTrainer):
     ):
         if loss_type not in TEACHER_LOSS_TYPES:
             raise ValueError(f"Unknown teacher loss_type={loss_type!r}; choose one of {list(TEACHER_LOSS_TYPES)}.")
+        self.ldam_max_m, self.ldam_s = ldam_max_m, ldam_s  # read by `build_loss_fn`, called by the parent's init
         base_loss = "ldam" if loss_type.startswith("ldam") else loss_type
         super().__init__(*args, class_counts=class_counts, loss_type=base_loss, bal_tau=bal_tau, **kwargs)
         check_teacher_training_args(self.args)
@@ -200,12 +203,6 @@ class TeacherTrainer(BalancedTrainer):
                 "TeacherTrainer (SAM) does not support --fp16: a loss-scaler step skipped on overflow would leave the "
                 "weights at the ascent point w + e. Use --bf16 or fp32."
             )
-        if self.uses_model_loss:  # one of our ViTs as the teacher: train it with the teacher's loss, not its config's
-            self.uses_model_loss = False
-            self.class_counts = list(class_counts) if class_counts is not None else self.class_counts
-            self.loss_fn = build_loss(base_loss, self.class_counts or None, bal_tau)
-        if base_loss == "ldam":
-            self.loss_fn = LDAMLoss(self.class_counts, max_m=ldam_max_m, s=ldam_s)
         drw_epoch, drw_step = teacher_drw_point(loss_type, drw_epoch, drw_step, self.args)
         check_teacher_loss_flags(loss_type, bal_tau=bal_tau, ldam_max_m=ldam_max_m, ldam_s=ldam_s,
                                  drw=drw_epoch is not None or drw_step is not None, drw_beta=drw_beta)
@@ -221,6 +218,12 @@ class TeacherTrainer(BalancedTrainer):
             # oneDNN's native conv layout: 1.4x a ResNet-32 SAM step on a 2-core CPU (bench/teacher_e2e.py). Inputs
             # may stay NCHW (a channels-last weight makes the conv channels-last); saved weights are unchanged.
             self.model.to(memory_format=torch.channels_last)
+
+    def build_loss_fn(self, loss_type: str, class_counts, bal_tau: float):
+        """LDAM with its margins and scale, else the balanced losses of `build_loss`."""
+        if loss_type == "ldam":
+            return LDAMLoss(class_counts, max_m=self.ldam_max_m, s=self.ldam_s)
+        return super().build_loss_fn(loss_type, class_counts, bal_tau)
 
     def set_drw(self, active: bool) -> None:
         """Deferred re-weighting on/off: class-balanced weights on the loss."""
