@@ -49,11 +49,6 @@ class DeiTLTScript(ViTClassificationScript):
     def loss_fields(self) -> dict:
         return dict(cls_loss_type=self.model_args.cls_loss_type, bal_tau=self.model_args.bal_tau)
 
-    def load_pretrained(self, model_name_or_path: str, **kwargs):
-        if self.checkpoint_config.get("model_type") == "livt":  # the combined recipe: LiVT's encoder as the start
-            return DeiTLTForImageClassification.from_livt_pretrained(model_name_or_path, **kwargs)
-        return super().load_pretrained(model_name_or_path, **kwargs)
-
     def build_model(self):
         """The student; the teacher is loaded with it, to see the student's batches (size and normalisation)."""
         student = super().build_model()

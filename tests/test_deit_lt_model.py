@@ -418,3 +418,13 @@ def test_config_saved_with_the_old_trainer_fields_still_loads(tmp_path):
     reloaded = ml.DeiTLTForImageClassification.from_pretrained(tmp_path).eval()
     pixels = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(reloaded(pixels).logits, model.eval()(pixels).logits, rtol=0, atol=0)
+
+
+def test_model_type_is_none_only_for_a_folder_without_config(tmp_path):
+    """A folder without config.json is "not a model" (None); an unreadable config raises, never swallowed."""
+    from modeling_livt.models.modeling_deit_lt import _model_type
+
+    assert _model_type(tmp_path, {}) is None
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(OSError):
+        _model_type(tmp_path, {})

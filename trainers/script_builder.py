@@ -236,7 +236,7 @@ class ViTClassificationScript(ClassificationScript):
         return self.load_pretrained(self.model_args.model_name_or_path, **kwargs)
 
     def load_pretrained(self, model_name_or_path: str, **kwargs) -> PreTrainedModel:
-        """`model_class.from_pretrained`; a script may start from another architecture's checkpoint instead."""
+        """`model_class.from_pretrained` (DeiT-LT's routes a LiVT checkpoint to the combined recipe itself)."""
         return self.model_class.from_pretrained(model_name_or_path, **kwargs)
 
 

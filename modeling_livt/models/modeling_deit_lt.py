@@ -15,6 +15,7 @@ This file is copied next to saved models as remote code: only single-dot sibling
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -267,13 +268,14 @@ _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revi
 
 
 def _model_type(pretrained_model_name_or_path, kwargs) -> str | None:
-    """`model_type` of a checkpoint's config, or None when it can't be read (the normal path then reports it)."""
-    try:
-        config_dict, _ = PreTrainedConfig.get_config_dict(
-            pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
-        )
-    except Exception:  # noqa: BLE001 - let from_pretrained raise its own, clearer error
+    """`model_type` of a checkpoint's config, or None when a local folder has no config.json (not a model: the normal
+    path then says what it lacks). Every other error (unreadable config, Hub access) is raised as it is."""
+    folder = os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
+    if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
         return None
+    config_dict, _ = PreTrainedConfig.get_config_dict(
+        pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+    )
     return config_dict.get("model_type")
 
 
