@@ -46,11 +46,11 @@ def build_pipeline(args, image_size: int):
     """The transformed, streamed training split and its collator, via the scripts' own `prepare_data`."""
     from transformers import TrainingArguments
 
-    from modeling_livt.data.loading import DataArguments
+    from modeling_livt.data.loading import DataOptions
     from trainers.arguments import AugmentationArguments
     from trainers.workflow import prepare_data
 
-    data_args = DataArguments(dataset_name=args.dataset, imbalance_factor=args.imbalance_factor, streaming=True,
+    data_args = DataOptions(dataset_name=args.dataset, imbalance_factor=args.imbalance_factor, streaming=True,
                               shuffle_buffer_size=args.shuffle_buffer_size)
     aug_args = AugmentationArguments(normalization=args.normalization)
     training_args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="bench_data_"), max_steps=1000, seed=0,

@@ -21,7 +21,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import modeling_livt  # noqa: E402,F401  (registers our Auto classes)
-from modeling_livt.data.loading import DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.data.loading import DataOptions, load_image_datasets  # noqa: E402
 from modeling_livt.data.transforms import EvalTransform  # noqa: E402
 from modeling_livt.evaluation.metrics import reliability_bins  # noqa: E402
 
@@ -38,7 +38,7 @@ def main(argv=None):
     if args.temperature is not None:
         model.config.posthoc_temperature = args.temperature
     transform = EvalTransform(AutoImageProcessor.from_pretrained(args.model_name_or_path))
-    data = load_image_datasets(DataArguments(dataset_name=args.dataset_name, imbalance_factor=args.imbalance_factor))
+    data = load_image_datasets(DataOptions(dataset_name=args.dataset_name, imbalance_factor=args.imbalance_factor))
     pixels = torch.stack([transform(image) for image in data.test[data.image_column]])
     labels = np.asarray(data.test[data.label_column])
     with torch.no_grad():

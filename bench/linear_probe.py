@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from modeling_livt import LiVTModel  # noqa: E402
-from modeling_livt.data.loading import DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.data.loading import DataOptions, load_image_datasets  # noqa: E402
 from modeling_livt.data.transforms import EvalTransform  # noqa: E402
 from modeling_livt.evaluation.metrics import long_tail_metrics, parse_index_bounds  # noqa: E402
 
@@ -112,7 +112,7 @@ def probe(train, validation, test, class_counts, index_bounds, seed: int) -> dic
 def main(argv=None):
     args = parse_args(argv)
     encoders = parse_encoders(args.encoders)
-    data = load_image_datasets(DataArguments(dataset_name=args.dataset_name, imbalance_factor=args.imbalance_factor))
+    data = load_image_datasets(DataOptions(dataset_name=args.dataset_name, imbalance_factor=args.imbalance_factor))
     first_folder = next(folder for _, folder in encoders if folder)
     transform = EvalTransform(AutoImageProcessor.from_pretrained(first_folder))
     bounds = parse_index_bounds(args.index_bounds)

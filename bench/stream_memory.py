@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import modeling_livt as ml  # noqa: E402
-from modeling_livt.data.loading import DataArguments, load_image_datasets  # noqa: E402
+from modeling_livt.data.loading import DataOptions, load_image_datasets  # noqa: E402
 from modeling_livt.data.transforms import (  # noqa: E402
     MixupCutmixCollator,
     apply_transform,
@@ -41,7 +41,7 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "stream_memory.json"))
     args = parser.parse_args()
     dataset_name = args.dataset_name if os.path.isdir(args.dataset_name) else "digits"
-    data = load_image_datasets(DataArguments(dataset_name=dataset_name, streaming=True, shuffle_buffer_size=1000))
+    data = load_image_datasets(DataOptions(dataset_name=dataset_name, streaming=True, shuffle_buffer_size=1000))
     mean, std = get_normalization("cifar")
     train = apply_transform(data.train, make_transform_fn(build_finetune_transform(32, mean, std), seed=0))
     loader = DataLoader(

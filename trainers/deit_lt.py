@@ -29,7 +29,7 @@ from transformers.trainer_utils import has_length
 from modeling_livt.data.transforms import image_processor_input_size
 from modeling_livt.models.losses import DeiTLTLoss, check_class_balanced_beta, class_balanced_weights
 
-from .arguments import DEFAULT_DISTILLATION_ALPHA, DeiTLTModelArguments, DeiTLTTrainingArguments, DistillationArguments
+from .arguments import DEFAULT_DISTILLATION_ALPHA
 from .balanced import LongTailMetrics
 from .base import LongTailTrainerMixin
 from .drw import DEFAULT_DRW_BETA, DRWCallback
@@ -306,9 +306,6 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
 __all__ = [
     "DRWCallback",
     "DeiTLTMetrics",
-    "DeiTLTModelArguments",  # the argument dataclasses live in trainers.arguments, re-exported here for old imports
     "DeiTLTTrainer",
-    "DeiTLTTrainingArguments",
-    "DistillationArguments",
     "DistillationTeacher",
 ]

@@ -26,8 +26,6 @@ from .arguments import (
     SAM_BASE_OPTIMIZERS,
     TEACHER_ARCHS,
     TEACHER_LOSS_TYPES,
-    TeacherAugmentationArguments,
-    TeacherModelArguments,
     TeacherTrainingArguments,
     check_bal_tau,
     refuse_flags,
@@ -399,10 +397,7 @@ def build_teacher_model(model_args, data, image_size: int) -> nn.Module:
 
 
 __all__ = [
-    "TeacherAugmentationArguments",  # the argument dataclasses live in trainers.arguments, re-exported here
-    "TeacherModelArguments",
     "TeacherTrainer",
-    "TeacherTrainingArguments",
     "TrainerSAM",
     "build_teacher_model",
     "check_checkpoint_overrides",

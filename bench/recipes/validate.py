@@ -32,22 +32,27 @@ def script_of(name: str) -> str:
 
 
 def dataclasses_of(script: str) -> tuple:
-    from modeling_livt.data.loading import DataArguments
-    from trainers import AugmentationArguments, MGPTrainingArguments, ModelArguments
+    from trainers.arguments import (
+        AugmentationArguments,
+        DataArguments,
+        DeiTLTModelArguments,
+        DeiTLTTrainingArguments,
+        DistillationArguments,
+        FinetuneTrainingArguments,
+        MGPTrainingArguments,
+        ModelArguments,
+        TeacherAugmentationArguments,
+        TeacherModelArguments,
+        TeacherTrainingArguments,
+    )
 
     if script == "run_mgp.py":
         return ModelArguments, DataArguments, AugmentationArguments, MGPTrainingArguments
     if script == "run_finetune.py":
-        from trainers.arguments import FinetuneTrainingArguments
-
         return ModelArguments, DataArguments, AugmentationArguments, FinetuneTrainingArguments
     if script == "run_deit_lt.py":
-        from trainers.deit_lt import DeiTLTModelArguments, DeiTLTTrainingArguments, DistillationArguments
-
         return (DeiTLTModelArguments, DistillationArguments, DataArguments, AugmentationArguments,
                 DeiTLTTrainingArguments)
-    from trainers.teacher import TeacherAugmentationArguments, TeacherModelArguments, TeacherTrainingArguments
-
     return TeacherModelArguments, DataArguments, TeacherAugmentationArguments, TeacherTrainingArguments
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,11 +434,3 @@ def load_image_datasets(
         corrupt_images=counter,
     )
 
-
-def __getattr__(name: str):
-    """`DataArguments` moved to `trainers.arguments` (the flags); the library's own is `DataOptions`."""
-    if name == "DataArguments":
-        warnings.warn("modeling_livt.data.loading.DataArguments is now DataOptions (the scripts' flags: "
-                      "trainers.arguments.DataArguments)", DeprecationWarning, stacklevel=2)
-        return DataOptions
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
