@@ -10,12 +10,19 @@ validation split, then evaluates the split before (output_dir/before_posthoc/) a
 posthoc_results.json. `--save` writes the fitted values into the model folder's config.json (and refreshes its
 remote-code files; the weights are not touched), so that `from_pretrained` and `pipeline()` apply them;
 `--posthoc_output_dir DIR` saves an adjusted copy instead.
+
+With `--test_distributions forward50,forward10,uniform,backward10,backward50` the (balanced) split is also evaluated
+re-sampled to SADE's shifted class distributions (forward-N: the training long-tail profile with imbalance N;
+backward-N: the reverse order), from the same predictions; `--target_prior forward50` (a distribution name, a comma
+list or a .json list of class probabilities) adds the logits adjusted to that prior, z - tau * (log pi_train - log
+pi_target). Both land in eval_results.json (`test_distributions`, `target_prior`) and the model card.
 """
 
 import json
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 from transformers import AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments
 
 import modeling_livt  # noqa: F401  (registers our Auto classes)
@@ -24,6 +31,14 @@ from modeling_livt.data.long_tail import CLASS_COUNTS_FILE
 from modeling_livt.data.transforms import DefaultImageCollator, EvalTransform, apply_transform, make_transform_fn
 from modeling_livt.evaluation.metrics import parse_index_bounds
 from modeling_livt.evaluation.posthoc import DEFAULT_TAU_GRID, POSTHOC_METHODS, parse_posthoc_methods, parse_tau_grid
+from modeling_livt.evaluation.test_distributions import (
+    TEST_DISTRIBUTIONS_HELP,
+    evaluate_test_distributions,
+    parse_distribution,
+    parse_target_prior,
+    parse_test_distributions,
+    target_prior_logits,
+)
 from modeling_livt.hub.model_card import write_model_card
 from trainers.arguments import INDEX_BOUNDS_HELP, DataArguments, refuse_flags
 from trainers.cli import parse_args, setup_logging
@@ -33,7 +48,13 @@ from trainers.posthoc import (
     fit_and_report_posthoc,
     save_posthoc_in_place,
 )
-from trainers.workflow import data_sources, evaluate_and_report, format_results_table, resolve_index_bounds
+from trainers.workflow import (
+    EVAL_RESULTS_FILE,
+    data_sources,
+    evaluate_and_report,
+    format_results_table,
+    resolve_index_bounds,
+)
 
 SPLITS = ("train", "validation", "test")  # --split: the split of that name (train: the long-tailed training split)
 
@@ -77,8 +98,55 @@ class EvalArguments:
         metadata={"help": "Taus tried for tau_norm: START:STOP:STEP (STOP included) or a comma list."},
     )
 
+    test_distributions: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma list of shifted test class distributions (SADE, NeurIPS 2022) to also evaluate, re-sampled "
+            f"(seeded, without replacement) from the balanced split: {TEST_DISTRIBUTIONS_HELP}; e.g. "
+            "forward50,forward10,uniform,backward10,backward50. Reported as eval_results.json test_distributions."
+        },
+    )
+    test_distribution_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the --test_distributions re-sampling. Default: --lt_seed (the run's data seed)."},
+    )
+    target_prior: str | None = field(
+        default=None,
+        metadata={
+            "help": "Adjust the logits to a known test class prior: z - tau * (log pi_train - log pi_target). A "
+            "distribution name (forward50, backward10, uniform), a comma list or a .json list of class "
+            "probabilities (label order). Evaluated on the split and on --test_distributions (a named prior's own "
+            "distribution included); eval_results.json target_prior."
+        },
+    )
+    target_prior_tau: float | None = field(
+        default=None,
+        metadata={
+            "help": "tau of --target_prior. Default: the model's logit-adjustment tau (fitted by --posthoc "
+            "logit_adjustment, or saved in its config), else 1.0 (Bayes-optimal for calibrated logits)."
+        },
+    )
+
     def __post_init__(self):
         # bad values fail before the model is loaded
+        self.test_distribution_names = parse_test_distributions(self.test_distributions)
+        if self.target_prior is None:
+            refuse_flags(self, ["target_prior_tau"],
+                         "it sets the strength of the --target_prior adjustment: add --target_prior (or drop it).")
+        else:
+            text = self.target_prior.strip()
+            if not (text.lower().endswith(".json") or "," in text or os.path.isfile(text)):
+                if parse_distribution(text)[0] != "uniform" and text.lower() not in self.test_distribution_names:
+                    self.test_distribution_names.append(text.lower())
+            elif text.lower().endswith(".json") and not os.path.isfile(text):
+                raise ValueError(f"--target_prior {text}: no such file.")
+        if not self.test_distribution_names:
+            refuse_flags(self, ["test_distribution_seed"],
+                         "it seeds the --test_distributions re-sampling, and none is asked for: add "
+                         "--test_distributions (or a named --target_prior), or drop the flag.")
+        if (self.test_distribution_names or self.target_prior) and self.split == "train":
+            raise ValueError("--test_distributions / --target_prior re-weight a balanced split; --split train is the "
+                             "long-tailed training split: evaluate test (or validation).")
         if self.split not in SPLITS:
             raise ValueError(f"unknown --split {self.split!r}; choose one of {', '.join(SPLITS)}.")
         parse_index_bounds(self.index_bounds)
@@ -126,7 +194,7 @@ def main(argv=None):
         remove_unused_columns=False,
         report_to="none",
     )
-    trainer = Trainer(model=model, args=args, data_collator=DefaultImageCollator())
+    trainer = RecordingTrainer(model=model, args=args, data_collator=DefaultImageCollator())
     if eval_args.posthoc_methods:
         metrics = run_posthoc(eval_args, trainer, model, processor, data, dataset, class_counts, index_bounds)
     else:
@@ -139,6 +207,17 @@ def main(argv=None):
             split_name=eval_args.split,
             index_bounds=index_bounds,
         )
+    if eval_args.test_distribution_names or eval_args.target_prior:
+        shifted = shifted_evaluation(eval_args, data_args, model, trainer.last_prediction, class_counts)
+        metrics.update(shifted)
+        if trainer.is_world_process_zero():
+            results_path = os.path.join(eval_args.output_dir, EVAL_RESULTS_FILE)
+            with open(results_path, encoding="utf-8") as f:
+                written = json.load(f)
+            written.update(shifted)
+            with open(results_path, "w", encoding="utf-8") as f:
+                json.dump(written, f, indent=2)
+        print(format_shifted_table(shifted))
     trainer.end()  # destroys the process group of a distributed launch (Trainer never does)
     with open(os.path.join(eval_args.output_dir, CLASS_COUNTS_FILE), "w", encoding="utf-8") as f:
         json.dump(class_counts, f)
@@ -159,6 +238,68 @@ def main(argv=None):
     summary = {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
     print(json.dumps(summary, indent=2))
     return metrics
+
+
+class RecordingTrainer(Trainer):
+    """A Trainer that keeps its last `predict` output (the evaluated split's logits), so that the shifted test
+    distributions re-weight the very predictions of the report, with no second pass."""
+
+    last_prediction = None
+
+    def predict(self, *args, **kwargs):
+        self.last_prediction = super().predict(*args, **kwargs)
+        return self.last_prediction
+
+
+def shifted_evaluation(eval_args, data_args, model, prediction, class_counts) -> dict:
+    """`test_distributions` (and `target_prior`) of the evaluated split's predictions: accuracy, ECE, examples."""
+    predictions = prediction.predictions
+    logits = np.asarray(predictions[0] if isinstance(predictions, (tuple, list)) else predictions, dtype=np.float64)
+    labels = np.asarray(prediction.label_ids, dtype=np.int64)
+    seed = data_args.lt_seed if eval_args.test_distribution_seed is None else eval_args.test_distribution_seed
+    names = eval_args.test_distribution_names
+    out = {}
+    if names:
+        out["test_distributions"] = evaluate_test_distributions(logits, labels, class_counts, names, seed=seed)
+        out["test_distribution_seed"] = seed
+    if eval_args.target_prior:
+        description, prior = parse_target_prior(eval_args.target_prior, class_counts)
+        applied_tau = getattr(model.config, "posthoc_logit_adjustment_tau", None)
+        temperature = getattr(model.config, "posthoc_temperature", None)
+        if eval_args.target_prior_tau is not None:
+            tau, source = eval_args.target_prior_tau, "--target_prior_tau"
+        elif applied_tau is not None:
+            tau, source = applied_tau, "the model's posthoc_logit_adjustment_tau"
+        else:
+            tau, source = 1.0, "default"
+        adjusted = target_prior_logits(logits, class_counts, prior, tau, applied_tau, temperature)
+        split_metrics = evaluate_test_distributions(adjusted, labels, class_counts, ["uniform"], seed=seed)["uniform"]
+        out["target_prior"] = {
+            "prior": description,
+            "tau": float(tau),
+            "tau_source": source,
+            "prior_values": [float(p) for p in prior],
+            eval_args.split: {k: split_metrics[k] for k in ("accuracy", "ece", "num_examples")},
+        }
+        if names:
+            out["target_prior"]["test_distributions"] = evaluate_test_distributions(
+                adjusted, labels, class_counts, names, seed=seed)
+    return out
+
+
+def format_shifted_table(shifted: dict) -> str:
+    """A markdown table of the shifted test distributions (percent), before and after the target-prior adjustment."""
+    rows = shifted.get("test_distributions") or {}
+    adjusted = (shifted.get("target_prior") or {}).get("test_distributions") or {}
+    header = "| distribution | examples | Acc | ECE |"
+    header += " Acc (target prior) | ECE (target prior) |" if adjusted else ""
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name, values in rows.items():
+        line = f"| {name} | {values['num_examples']} | {100 * values['accuracy']:.1f} | {100 * values['ece']:.1f} |"
+        if name in adjusted:
+            line += f" {100 * adjusted[name]['accuracy']:.1f} | {100 * adjusted[name]['ece']:.1f} |"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def run_posthoc(eval_args, trainer, model, processor, data, dataset, class_counts, index_bounds) -> dict:

@@ -312,6 +312,21 @@ TABLE: dict[str, dict] = {
                           Refused("--tau_norm_grid 0,1: it sets the taus tried by the post-hoc tau_norm, which is not "
                                   "fitted here: add --posthoc tau_norm",
                                   ("--posthoc", "temperature", "--tau_norm_grid", "0,1"))),
+        "test_distributions": (Seen("output: eval_results.json test_distributions, the card's table "
+                                    "(tests/test_test_distributions.py)"),
+                               Refused("unknown test distribution 'sideways10'",
+                                       ("--test_distributions", "sideways10")),
+                               Refused("re-weight a balanced split",
+                                       ("--test_distributions", "forward10", "--split", "train"))),
+        "test_distribution_seed": (Seen("output: eval_results.json test_distribution_seed (the re-sampling's seed)"),
+                                   Refused("--test_distribution_seed 3: it seeds the --test_distributions re-sampling",
+                                           ("--test_distribution_seed", "3"))),
+        "target_prior": (Seen("output: eval_results.json target_prior (tests/test_test_distributions.py)"),
+                         Refused("unknown test distribution 'forward'", ("--target_prior", "forward")),
+                         Refused("no such file", ("--target_prior", "{tmp}/absent.json"))),
+        "target_prior_tau": (Seen("output: eval_results.json target_prior.tau"),
+                             Refused("--target_prior_tau 0.5: it sets the strength of the --target_prior adjustment",
+                                     ("--target_prior_tau", "0.5"))),
         **DATA,
     },
     "prepare_dataset": {

@@ -82,6 +82,40 @@ def index_split_rows(metrics: dict, num_classes: int) -> list[tuple[str, str]]:
     ]
 
 
+def test_distribution_section(metrics: dict) -> str:
+    """Markdown of the shifted test distributions (`run_eval.py --test_distributions` / `--target_prior`), or ""."""
+    rows = metrics.get("test_distributions") or {}
+    target = metrics.get("target_prior") or {}
+    adjusted = target.get("test_distributions") or {}
+    if not rows and not adjusted:
+        return ""
+    names = list(rows) + [name for name in adjusted if name not in rows]
+    header = "| Test distribution | Images | Accuracy | ECE |"
+    if adjusted:
+        header += f" Accuracy (adjusted to {target.get('prior')}) | ECE (adjusted) |"
+    lines = [
+        "## Shifted test distributions",
+        "",
+        "The balanced test split re-sampled to SADE's test class distributions (Zhang et al., NeurIPS 2022): "
+        "forward-N follows the training long-tail profile with imbalance N, backward-N reverses it.",
+    ]
+    if adjusted:
+        lines.append(f"Adjusted: logits - {target.get('tau'):g} * (log pi_train - log pi_target), with the target "
+                     f"prior {target.get('prior')}.")
+    lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
+
+    def pct(values, key):
+        return "-" if values is None or values.get(key) is None else f"{100 * values[key]:.1f}"
+
+    for name in names:
+        base = rows.get(name) or adjusted.get(name)
+        line = f"| {name} | {base['num_examples']} | {pct(rows.get(name), 'accuracy')} | {pct(rows.get(name), 'ece')} |"
+        if adjusted:
+            line += f" {pct(adjusted.get(name), 'accuracy')} | {pct(adjusted.get(name), 'ece')} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def write_model_card(
     output_dir: str | os.PathLike,
     method: str,
@@ -129,6 +163,9 @@ def write_model_card(
         has_per_class_plot=(output_dir / "per_class_accuracy.png").exists(),
         has_reliability_plot=(output_dir / "reliability_diagram.png").exists(),
     )
+    section = test_distribution_section(metrics)
+    if section:
+        card.text = card.text.rstrip("\n") + "\n\n" + section
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "README.md"
     card.save(path)
