@@ -14,8 +14,14 @@ The output folder loads with `AutoModelForImageClassification` (classifiers), `A
 a decoder) or `AutoModel` (encoders), `from_pretrained(DIR, trust_remote_code=True)`, and carries the official
 evaluation transform as its image processor and a model card (README.md). With --push_to_hub the Hub repository is
 created first, so an offline machine fails before anything is converted or written.
+
+Official DeiT-LT ImageNet-LT / iNat18 students output classes renumbered by training frequency (the official
+`class_map`); the port renumbers their heads back to the dataset's label ids: from the checkpoint's pickled
+`args.class_map` (by default), `--class_map FILE` or `--class_map_from_counts class_counts.json` (or the official
+`ImageNet_LT_train.txt`). `--class_map none` keeps the official output order.
 """
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,11 +29,14 @@ from typing import Literal
 from transformers import AutoImageProcessor
 
 from modeling_livt.data.transforms import get_normalization
+from modeling_livt.hub.class_map import permute_classifier_labels, resolve_class_map
 from modeling_livt.hub.convert import convert_checkpoint
 from modeling_livt.hub.converted_card import parse_reported_results, write_converted_model_card
 from modeling_livt.hub.repos import create_hub_repo, upload_model_folder
 from trainers.arguments import explicit_flags
 from trainers.cli import parse_args
+
+PORTED_CLASS_MAP_FILE = "ported_class_map.json"  # the class map a port applied, next to the weights
 
 
 @dataclass
@@ -53,6 +62,23 @@ class ConvertArguments:
         metadata={
             "help": "Comma-separated qualified names of extra classes the checkpoint pickles that "
             "torch.load(weights_only=True) may load (only for files you trust); argparse.Namespace is always allowed."
+        },
+    )
+    class_map: str | None = field(
+        default=None,
+        metadata={
+            "help": "Renumber the ported heads to the dataset's label ids with this class map: a json list, "
+            "class_map[dataset label] = the checkpoint's output index (the official DeiT-LT args.class_map); "
+            "'checkpoint' reads the checkpoint's args.class_map; 'none' keeps the checkpoint's output order. "
+            "Default for --source deit_lt: the checkpoint's args.class_map when it pickles one."
+        },
+    )
+    class_map_from_counts: str | None = field(
+        default=None,
+        metadata={
+            "help": "Build the class map as the official DeiT-LT code does (classes sorted by training count, "
+            "descending) from the training counts in label order: a json list (class_counts.json) or the official "
+            "split file (ImageNet_LT_train.txt: 'path label' lines)."
         },
     )
 
@@ -95,8 +121,17 @@ class ModelCardArguments:
     )
 
 
+CLASS_MAP_SOURCES = ("livt", "deit_lt", "deit")  # the classifier sources whose heads can be renumbered
+
+
 def main(argv=None):
     args, card_args = parse_args((ConvertArguments, ModelCardArguments), argv)
+    given_maps = [f"--{name}" for name in ("class_map", "class_map_from_counts") if getattr(args, name) is not None]
+    if len(given_maps) == 2:
+        raise ValueError("--class_map and --class_map_from_counts both give the class map: give one.")
+    if given_maps and args.source not in CLASS_MAP_SOURCES:
+        raise ValueError(f"{given_maps[0]} renumbers a classifier's heads, and --source {args.source} ports no "
+                         f"classifier: use it with --source {', '.join(CLASS_MAP_SOURCES)}.")
     if not card_args.push_to_hub:
         given = explicit_flags(card_args, ["hub_private_repo"])
         given += ["--hub_token ***"] if card_args.hub_token is not None else []  # never a token in a message
@@ -117,6 +152,12 @@ def main(argv=None):
             raise ValueError("--push_to_hub uploads the model card too: drop --model_card false.")
         create_hub_repo(card_args.hub_model_id, args.output_dir, card_args.hub_private_repo, card_args.hub_token,
                         without="Convert without --push_to_hub")
+    class_map, class_map_origin = None, "none"
+    if given_maps or args.source == "deit_lt":  # resolved (and refused) before anything is written
+        class_map, class_map_origin = resolve_class_map(
+            args.checkpoint if args.source == "deit_lt" else None, args.class_map, args.class_map_from_counts,
+            allowed_classes=args.allowed_classes.split(",") if args.allowed_classes else (),
+        )
     model = convert_checkpoint(
         args.source,
         args.checkpoint,
@@ -125,6 +166,12 @@ def main(argv=None):
         allowed_classes=args.allowed_classes or (),
         normalization=card_args.normalization,
     )
+    if class_map is not None:
+        permute_classifier_labels(model, class_map)
+        model.save_pretrained(args.output_dir)
+        with open(os.path.join(args.output_dir, PORTED_CLASS_MAP_FILE), "w", encoding="utf-8") as f:
+            json.dump({"class_map": class_map, "source": class_map_origin}, f)
+        print(f"Renumbered the heads to the dataset's label ids (class map: {class_map_origin})")
     print(f"Converted {args.checkpoint} ({args.source}) -> {type(model).__name__} in {args.output_dir}")
     if card_args.model_card:
         card = write_converted_model_card(

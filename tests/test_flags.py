@@ -358,6 +358,15 @@ TABLE: dict[str, dict] = {
         "output_dir": Seen("output: the converted model folder"),
         "config_overrides": Seen("output: config.json"),
         "allowed_classes": Seen("torch.load's allow-list"),
+        "class_map": (Seen("output: the heads renumbered to the dataset's label ids, ported_class_map.json "
+                           "(tests/test_official_ports.py)"),
+                      Refused("--class_map and --class_map_from_counts both give the class map",
+                              ("--class_map", "{tmp}/a.json", "--class_map_from_counts", "{tmp}/b.json")),
+                      Refused("--source mae ports no classifier", ("--source", "mae", "--class_map", "{tmp}/a.json"))),
+        "class_map_from_counts": (Seen("output: the official class map (classes by training count) applied to the "
+                                       "heads (tests/test_official_ports.py)"),
+                                  Refused("renumbers a classifier's heads, and --source vit_mae ports no classifier",
+                                          ("--source", "vit_mae", "--class_map_from_counts", "{tmp}/b.json"))),
         "normalization": Seen("output: preprocessor_config.json mean/std"),
         "reported_results": (Seen("card: the paper's numbers and model-index"),
                              Refused("--reported_results needs --reported_dataset",

@@ -21,11 +21,17 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 
 from .losses import build_labels_loss, check_problem_type
 
 SHORTCUT_TYPES = ("A", "B")
+# MoCo's training-only parts (val-iisc/DeiT-LT moco/builder.py): the query encoder's projection to the MoCo space
+# (`encoder_q.fc`, an MLP with `mlp`), the momentum key encoder and its head, the queue of keys and their labels.
+MOCO_TRAINING_ONLY = ("encoder_q.fc.", "encoder_k.", "linear_k.", "queue", "queue_l", "queue_ptr")
+
+logger = logging.get_logger(__name__)
 
 
 class ResNetCifarConfig(PreTrainedConfig):
@@ -242,7 +248,7 @@ class ResNetCifarForImageClassification(ResNetCifarPreTrainedModel):
 # ---------------------------------------------------------------------------------------------------------------------
 # Weight ports
 # ---------------------------------------------------------------------------------------------------------------------
-def convert_paco_resnet32_state_dict(state_dict) -> dict:
+def convert_paco_resnet32_state_dict(state_dict, return_dropped: bool = False):
     """Map a PaCo CIFAR ResNet checkpoint (the DeiT-LT teachers) to `ResNetCifarForImageClassification` keys.
 
     Layout of the released teachers (e.g. `paco_sam_ckpt_cf10_if100.pth.tar`), as val-iisc/DeiT-LT `main.py` loads
@@ -253,22 +259,42 @@ def convert_paco_resnet32_state_dict(state_dict) -> dict:
     `queue_ptr` (dropped). Plain (non-MoCo) `resnet_cifar_paco.ResNet_s` (head `fc`) and LDAM-DRW `ResNet_s` (head
     `linear`) state dicts are accepted too. The whole checkpoint dict (with `state_dict` / `model`) may be passed.
 
+    Checked against val-iisc/DeiT-LT `moco/builder.py` (`MoCo(base_encoder, dim, K, m, T, mlp, feat_dim, normalize,
+    num_classes)`; the CIFAR teachers with `--paco --moco-dim 32 --moco-k 1024 --feat_dim 64`, `--mlp` True by
+    default): `encoder_q = base_encoder(num_classes=dim)`, so `encoder_q.fc` is the projection to the 32-d MoCo space
+    (`fc.0` Linear 64-64, `fc.1` BatchNorm1d, `fc.3` Linear 64-32 with `mlp`), not a classifier; `MoCo._inference`
+    returns `self.linear(avgpool features of encoder_q)`: MoCo's `linear` is the head.
+
     Note: MoCo's `normalize=True` variant (features L2-normalised before `linear`) cannot be told from the weights;
     the official CIFAR scripts use the default `normalize=False`, which this port assumes.
+
+    Returns the converted state dict, or `(converted, dropped)` with `return_dropped=True`: `dropped` lists the source
+    keys (as the checkpoint spells them, `module.` included) left out; they are also logged. A MoCo checkpoint with a
+    key that is neither the query backbone, the head nor one of MoCo's training-only parts is refused (the official
+    loader is `strict=True`).
     """
     if "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
         state_dict = state_dict["state_dict"]
     elif "model" in state_dict and isinstance(state_dict["model"], dict):
         state_dict = state_dict["model"]
+    original_names = {(k[len("module."):] if k.startswith("module.") else k): k for k in state_dict}
     state_dict = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
     backbone = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")
-    converted = {}
+    converted, dropped = {}, []
     if any(k.startswith("encoder_q.") for k in state_dict):  # PaCo / MoCo wrapper
+        unknown = []
         for key, value in state_dict.items():
             if key.startswith("encoder_q.") and key[len("encoder_q."):].startswith(backbone):
                 converted[key[len("encoder_q."):]] = value
             elif key in ("linear.weight", "linear.bias"):
                 converted[key] = value
+            elif key.startswith(MOCO_TRAINING_ONLY):
+                dropped.append(original_names[key])
+            else:
+                unknown.append(original_names[key])
+        if unknown:
+            raise ValueError(f"PaCo checkpoint with keys outside MoCo's layout (val-iisc/DeiT-LT moco/builder.py): "
+                             f"{unknown[:8]}")
         if "linear.weight" not in converted:
             raise ValueError("PaCo checkpoint without the `linear` classifier: cannot build the teacher's head.")
     else:  # a plain CIFAR ResNet
@@ -277,9 +303,13 @@ def convert_paco_resnet32_state_dict(state_dict) -> dict:
                 converted[key] = value
             elif key.startswith(("fc.", "linear.")):
                 converted["linear." + key.split(".", 1)[1]] = value
+            else:
+                dropped.append(original_names[key])
     if "conv1.weight" not in converted:
         raise ValueError(f"Not a CIFAR ResNet checkpoint: no `conv1.weight` among {sorted(state_dict)[:8]}...")
-    return converted
+    if dropped:
+        logger.info("PaCo/CIFAR ResNet port: dropped %d training-only tensors: %s", len(dropped), ", ".join(dropped))
+    return (converted, dropped) if return_dropped else converted
 
 
 def resnet_cifar_config_from_state_dict(state_dict, **kwargs) -> ResNetCifarConfig:
