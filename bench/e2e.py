@@ -76,8 +76,9 @@ def finetune_argv(args, output_dir: str) -> list[str]:
     return argv + shlex.split(args.extra)
 
 
-def end_to_end(args) -> dict:
-    """Steady-state training images/s of run_finetune (time between consecutive training_step calls)."""
+def steady_training_rate(script_main, argv: list[str], batch_size: int, warmup_steps: int) -> dict:
+    """Runs `script_main(argv)` and times Trainer's `training_step` calls: steady-state images/s over the calls after
+    the first `warmup_steps` (the time between two calls includes fetching the next batch)."""
     stamps = []
     original = Trainer.training_step
 
@@ -87,16 +88,21 @@ def end_to_end(args) -> dict:
 
     Trainer.training_step = timed
     try:
-        with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
-            run_finetune.main(finetune_argv(args, out))
-            total = time.perf_counter() - start
+        start = time.perf_counter()
+        script_main(argv)
+        total = time.perf_counter() - start
     finally:
         Trainer.training_step = original
-    steady = stamps[args.warmup_steps :]
+    steady = stamps[warmup_steps:]
     per_step = (steady[-1] - steady[0]) / (len(steady) - 1)
-    return {"images_per_s": args.batch_size / per_step, "step_s": per_step, "script_wall_s": total,
+    return {"images_per_s": batch_size / per_step, "step_s": per_step, "script_wall_s": total,
             "first_step_at_s": stamps[0] - start}
+
+
+def end_to_end(args) -> dict:
+    """Steady-state training images/s of run_finetune (time between consecutive training_step calls)."""
+    with tempfile.TemporaryDirectory() as out:
+        return steady_training_rate(run_finetune.main, finetune_argv(args, out), args.batch_size, args.warmup_steps)
 
 
 def bare_model(args) -> dict:

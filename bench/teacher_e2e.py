@@ -40,9 +40,10 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "bench"))
 
 import run_teacher  # noqa: E402
-from transformers import Trainer  # noqa: E402
+from e2e import steady_training_rate  # noqa: E402
 
 from modeling_livt.data.long_tail import long_tailed_counts  # noqa: E402
 from modeling_livt.models.losses import build_loss  # noqa: E402
@@ -81,25 +82,9 @@ def teacher_argv(args, output_dir: str) -> list[str]:
 
 
 def end_to_end(args) -> dict:
-    """Steady-state training images/s of run_teacher (time between consecutive training_step calls)."""
-    stamps = []
-    original = Trainer.training_step
-
-    def timed(self, *a, **k):
-        stamps.append(time.perf_counter())
-        return original(self, *a, **k)
-
-    Trainer.training_step = timed  # TeacherTrainer.training_step calls it once per optimizer step
-    try:
-        with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
-            run_teacher.main(teacher_argv(args, out))
-            total = time.perf_counter() - start
-    finally:
-        Trainer.training_step = original
-    steady = stamps[args.warmup_steps :]
-    per_step = (steady[-1] - steady[0]) / (len(steady) - 1)
-    return {"images_per_s": args.batch_size / per_step, "step_s": per_step, "script_wall_s": total}
+    """Steady-state training images/s of run_teacher (TeacherTrainer.training_step calls Trainer's once per step)."""
+    with tempfile.TemporaryDirectory() as out:
+        return steady_training_rate(run_teacher.main, teacher_argv(args, out), args.batch_size, args.warmup_steps)
 
 
 def make_batch(args):
