@@ -38,12 +38,12 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 if [ "$TINY" = 1 ]; then   # CPU wiring check: minutes, fp32 (CPU bf16 is slow without native support)
     SPEED="--quick --device cpu --repeats 2"; T_SPEED=300; T_TEACHER=300; T_LOSSES=600; T_STUDENT=300
     PRECISION=""; WORKERS=0; SMALL="--max_train_samples 256 --max_eval_samples 256"
-    TEACHER_EPOCHS=1; LOSS_EPOCHS=1; STUDENT_EPOCHS=1; SEEDS=0,1
+    TEACHER_EPOCHS=2; LOSS_EPOCHS=1; STUDENT_EPOCHS=1; SEEDS=0,1; RECIPES=bal_ce,bal_bce
 else
     SPEED="--device cuda --dtype bf16 --peak_tflops 989"; T_SPEED=${T_SPEED:-90}; T_TEACHER=${T_TEACHER:-150}
     T_LOSSES=${T_LOSSES:-180}; T_STUDENT=${T_STUDENT:-120}
     PRECISION="--bf16"; WORKERS=${WORKERS:-10}; SMALL=""
-    TEACHER_EPOCHS=200; LOSS_EPOCHS=12; STUDENT_EPOCHS=200; SEEDS=0,1,2
+    TEACHER_EPOCHS=200; LOSS_EPOCHS=12; STUDENT_EPOCHS=200; SEEDS=0,1,2; RECIPES=ce,bce,bal_ce,bal_bce
 fi
 
 run_step() {  # name, seconds, command...
@@ -70,7 +70,7 @@ if [ ! -f "$TEACHER/model.safetensors" ]; then
 fi
 
 # 3. the four losses at seeds 0-2
-run_step losses "$T_LOSSES" $PY bench/accuracy.py --recipes ce,bce,bal_ce,bal_bce --seeds "$SEEDS" \
+run_step losses "$T_LOSSES" $PY bench/accuracy.py --recipes "$RECIPES" --seeds "$SEEDS" \
     --epochs "$LOSS_EPOCHS" --workers "$WORKERS" $PRECISION $SMALL --dataset "$DATA" --keep_going \
     --results_prefix "$WORK/results/accuracy_cifar10lt_seeds_gpu" --work_dir "$WORK/accuracy"
 
