@@ -49,6 +49,7 @@ setup(
         "numpy>=1.24",
         "jinja2>=3.1",
         "timm>=1.0",  # the training transforms' RandAugment (transforms.py only; the model files never import it)
+        "peft>=0.13,<1",  # run_finetune.py --peft lora (trainers/lora.py only)
     ],
     extras_require={
         "dev": [

@@ -382,6 +382,51 @@ class FinetuneTrainingArguments(LongTailTrainingArguments):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Parameter-efficient fine-tuning (scripts/run_finetune.py --peft lora)
+# ---------------------------------------------------------------------------------------------------------------------
+PEFT_METHODS = ("lora",)
+LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_adapter")
+
+
+@dataclass
+class PeftArguments:
+    """Parameter-efficient fine-tuning with the `peft` library: a LoRA adapter on the attention projections, the
+    classification head trained in full (the label space is new). The `--lora_*` flags act only with `--peft lora`."""
+
+    peft: str | None = field(
+        default=None,
+        metadata={"help": "Train a LoRA adapter instead of every weight ('lora'); none = full fine-tuning. The output "
+                  "folder then holds the adapter (peft.PeftModel.from_pretrained(base_model, OUTPUT_DIR)).",
+                  "choices": list(PEFT_METHODS)},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank r (--peft lora)."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha: the update is alpha / r * B A."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={"help": "Comma list of the Linear modules that get an adapter (names or name suffixes). Default: "
+                  "the attention projections: qkv for LiVT, q_proj,v_proj for transformers ViT (query,value for "
+                  "older checkpoints)."},
+    )
+    merge_adapter: bool = field(
+        default=False,
+        metadata={"help": "Also export OUTPUT_DIR/merged/: the adapter merged into the weights (merge_and_unload), a "
+                  "plain model folder that pipeline(), run_eval.py and post-hoc fitting load."},
+    )
+
+    def __post_init__(self):
+        # a --lora_* flag without --peft lora would change nothing: refused now, before any data is loaded
+        if self.peft is None:
+            refuse_flags(self, LORA_FLAGS, "they set the LoRA adapter, which is off: add --peft lora.")
+        elif self.peft not in PEFT_METHODS:
+            raise ValueError(f"--peft {self.peft}: choose one of {', '.join(PEFT_METHODS)}.")
+        if self.lora_r < 1:
+            raise ValueError(f"--lora_r {self.lora_r} must be a positive rank.")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"--lora_dropout {self.lora_dropout} must be in [0, 1).")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # DeiT-LT (scripts/run_deit_lt.py)
 # ---------------------------------------------------------------------------------------------------------------------
 DEFAULT_DISTILLATION_ALPHA = 0.5  # DeiT-LT: the CLS and DIST terms weigh the same

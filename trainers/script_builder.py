@@ -147,8 +147,14 @@ class ClassificationScript(ABC):
             logger.warning("skipped %d corrupt images", data.corrupt_images.count)
         if trainer.is_world_process_zero():
             self.write_model_card()
+            self.export_extra_outputs(trainer)
         push_and_end(trainer, self.training_args)
         return self.test_metrics
+
+    def export_extra_outputs(self, trainer) -> None:
+        """Folders written beside the saved model once it is evaluated (main process, before the push), e.g.
+        run_finetune.py's merged adapter; none by default."""
+        return None
 
     def write_model_card(self) -> None:
         """The output folder's README.md: test results, class counts and recipe (also what `push_to_hub` uploads)."""
