@@ -161,6 +161,23 @@ FINETUNE_TRAINING = {
     "save_steps": Seen("args.save_steps", "7", 7),
 }
 
+# run_finetune.py --peft lora: observed end to end in tests/test_lora.py (a value here would put every checked flag of
+# the one build on an adapter run); each --lora_* flag alone is refused
+LORA_OFF = "they set the LoRA adapter, which is off: add --peft lora"
+LORA = {
+    "peft": (Seen("model: a peft.PeftModel (adapter + head trained, the rest frozen); output: the adapter"),
+             Refused("--freeze_encoder true with --peft lora", ("--peft", "lora", "--freeze_encoder", "true"))),
+    "lora_r": (Seen("model.peft_config['default'].r"), Refused(f"--lora_r 4: {LORA_OFF}", ("--lora_r", "4"))),
+    "lora_alpha": (Seen("model.peft_config['default'].lora_alpha"),
+                   Refused(f"--lora_alpha 4.0: {LORA_OFF}", ("--lora_alpha", "4"))),
+    "lora_dropout": (Seen("model.peft_config['default'].lora_dropout"),
+                     Refused(f"--lora_dropout 0.0: {LORA_OFF}", ("--lora_dropout", "0"))),
+    "lora_target_modules": (Seen("model.peft_config['default'].target_modules (unknown names refused)"),
+                            Refused(f"--lora_target_modules qkv: {LORA_OFF}", ("--lora_target_modules", "qkv"))),
+    "merge_adapter": (Seen("output: OUTPUT_DIR/merged/, the adapter merged into the weights"),
+                      Refused(f"--merge_adapter true: {LORA_OFF}", ("--merge_adapter", "true"))),
+}
+
 TABLE: dict[str, dict] = {
     "run_finetune": {
         **VIT_MODEL,
@@ -171,6 +188,7 @@ TABLE: dict[str, dict] = {
                             ("--model_name_or_path", "{checkpoint}", "--config_overrides", "loss_type=bce",
                              "--bal_tau", "0.5"))),
         "mask_ratio": Refused("--mask_ratio 0.5: fine-tuning masks no patches", ("--mask_ratio", "0.5")),
+        **LORA,
         **DATA,
         **AUGMENTATION,
         **FINETUNE_TRAINING,
