@@ -5,10 +5,12 @@
         --output_dir outputs/teacher --num_train_epochs 200 --sam_rho 0.05
     python scripts/run_teacher.py ... --loss_type ldam_drw --drw_epoch 160          # LDAM-DRW
     python scripts/run_teacher.py ... --model_name_or_path microsoft/resnet-50       # larger images
+    python scripts/run_teacher.py ... --teacher_arch timm:resnet18                   # any timm model, new weights
     python scripts/run_teacher.py teacher.json                                       # the arguments as a .json file
 
 The output folder (weights, image processor, id2label, class counts, card) is what `run_deit_lt.py
 --teacher_name_or_path` takes, and loads with `pipeline("image-classification", model=DIR, trust_remote_code=True)`.
+A timm teacher's folder also loads with `timm.create_model("local-dir:DIR", pretrained=True)`.
 """
 
 from trainers.arguments import (
@@ -45,12 +47,15 @@ class TeacherScript(ClassificationScript):
         return self.model_args.image_size or default_teacher_image_size(self.model_args.model_name_or_path)
 
     def build_model(self):
-        return build_teacher_model(self.model_args, self.prepared.data, self.image_size)
+        return build_teacher_model(self.model_args, self.prepared.data, self.image_size, mean=self.prepared.mean,
+                                   std=self.prepared.std)
 
     def recipe_lines(self) -> dict:
         model_args, training_args = self.model_args, self.training_args
         config = self.model.config
         depth = f" (depth {config.depth})" if hasattr(config, "depth") else ""
+        if config.model_type == "timm_wrapper":
+            depth = f" (timm {config.architecture})"
         recipe = {
             "architecture": f"{type(self.model).__name__}{depth}",
             "initialisation": model_args.model_name_or_path or "random",

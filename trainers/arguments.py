@@ -528,7 +528,9 @@ class TeacherModelArguments:
     teacher_arch: str | None = field(
         default=None,
         metadata={"help": "Architecture of a new teacher: resnet_cifar (CIFAR ResNet, ResNet-32 by default; the "
-                  "default for images up to 64 px).", "choices": list(TEACHER_ARCHS)},
+                  "default for images up to 64 px), or timm:NAME for any timm model (e.g. timm:resnet18, "
+                  "timm:resnet50; names: timm.list_models()), built with random weights and saved loadable by timm "
+                  "and transformers."},
     )
     config_overrides: str | None = field(
         default=None,

@@ -24,6 +24,7 @@ from .ema import EMA_DIR_NAME, EMA_WEIGHTS_NAME, ModelEMACallback, check_ema_che
 from .freezing import freeze_encoder
 from .optim import build_optimizer, check_optimizer_choice
 from .sampling import AugmentationEpochCallback, RepeatedAugmentationSampler, repeat_rows, seeded_transforms
+from .timm_teacher import is_timm_wrapper, timm_native_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,10 @@ class LongTailTrainerMixin:
         if os.path.isfile(weights):
             with safe_open(weights, framework="pt") as f:
                 saved = set(f.keys())
-            missing = sorted(set(self.accelerator.unwrap_model(model).state_dict()) - saved)
+            expected = self.accelerator.unwrap_model(model).state_dict()
+            if is_timm_wrapper(self.accelerator.unwrap_model(model)):
+                expected = timm_native_state_dict(expected)  # a timm teacher is saved with timm's key names
+            missing = sorted(set(expected) - saved)
             if missing:
                 raise RuntimeError(
                     f"Checkpoint {resume_from_checkpoint} lacks {len(missing)} model weights, e.g. {missing[:5]}: it "
@@ -261,7 +265,9 @@ class LongTailTrainerMixin:
         ema_dir = os.path.join(output_dir if output_dir is not None else self.args.output_dir, EMA_DIR_NAME)
         ema = self.model_ema
         if hasattr(ema, "save_pretrained"):
-            ema.save_pretrained(ema_dir)
+            # a timm teacher's EMA with timm's key names, as the model (loadable by timm and transformers)
+            ema.save_pretrained(ema_dir, state_dict=timm_native_state_dict(ema.state_dict())
+                                if is_timm_wrapper(ema) else None)
         else:
             os.makedirs(ema_dir, exist_ok=True)
             self.model_ema_callback.save(ema_dir)

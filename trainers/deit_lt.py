@@ -33,6 +33,7 @@ from .arguments import DEFAULT_DISTILLATION_ALPHA
 from .balanced import LongTailMetrics
 from .base import LongTailTrainerMixin
 from .drw import DEFAULT_DRW_BETA, DRWCallback
+from .timm_teacher import load_classifier_config, timm_input_config
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,20 @@ class DistillationTeacher:
         **model_kwargs,
     ) -> DistillationTeacher:
         """Load a teacher folder (or Hub id) with `AutoModelForImageClassification` (remote code allowed) and read its
-        input size and mean/std from its image processor (`preprocessor_config.json`); `image_size` overrides."""
+        input size and mean/std from its image processor (`preprocessor_config.json`), or for a timm teacher (a
+        `timm_wrapper` config: `run_teacher.py --teacher_arch timm:NAME`, or any folder in timm's Hub format) from its
+        `pretrained_cfg`; `image_size` overrides."""
         model_kwargs.setdefault("trust_remote_code", True)
+        if "config" not in model_kwargs:
+            config = load_classifier_config(name_or_path, trust_remote_code=model_kwargs["trust_remote_code"])
+            if config.model_type == "timm_wrapper":  # with timm's `model_args` trap fixed (`fix_timm_model_args`)
+                model_kwargs["config"] = config
         model = AutoModelForImageClassification.from_pretrained(name_or_path, **model_kwargs)
+        timm_input = timm_input_config(model.config)
+        if timm_input is not None:
+            mean, std, size = timm_input
+            return cls(model, image_size=size if image_size is None else image_size, mean=mean, std=std,
+                       student_mean=student_mean, student_std=student_std)
         try:
             processor = AutoImageProcessor.from_pretrained(name_or_path)
         except (OSError, ValueError):  # no preprocessor_config.json: nothing tells us how the teacher was fed

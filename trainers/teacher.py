@@ -34,6 +34,13 @@ from .balanced import BalancedTrainer
 from .drw import DEFAULT_DRW_BETA, DRWCallback
 from .optim import optimizer_name, param_groups, uses_our_adamw
 from .sam import SAM
+from .timm_teacher import (
+    build_timm_teacher,
+    check_timm_model_name,
+    is_timm_wrapper,
+    timm_model_name,
+    timm_native_state_dict,
+)
 from .workflow import parse_config_overrides
 
 logger = logging.getLogger(__name__)
@@ -135,6 +142,9 @@ def check_teacher_flags(model_args, training_args) -> None:
     """The refusals of scripts/run_teacher.py, before any data is loaded: `check_teacher_training_args` and
     `check_teacher_loss_flags` for the parsed `TeacherModelArguments` / `TeacherTrainingArguments`."""
     check_teacher_training_args(training_args)
+    timm_name = timm_model_name(model_args.teacher_arch)
+    if timm_name is not None:
+        check_timm_model_name(timm_name)
     drw_epoch, drw_step = teacher_drw_point(model_args.loss_type, model_args.drw_epoch, model_args.drw_step,
                                             training_args)
     check_teacher_loss_flags(
@@ -274,6 +284,14 @@ class TeacherTrainer(BalancedTrainer):
             logger.info("Warmup: %.3g epochs = %d optimizer steps", epochs, self.args.warmup_steps)
         return super().create_scheduler(num_training_steps, optimizer)
 
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        """A timm teacher (`--teacher_arch timm:NAME`) is saved with timm's own key names, so that both
+        `timm.create_model("local-dir:DIR", pretrained=True)` and `AutoModelForImageClassification` load it."""
+        if is_timm_wrapper(self.accelerator.unwrap_model(self.model)):
+            state_dict = timm_native_state_dict(self.accelerator.unwrap_model(self.model).state_dict()
+                                                if state_dict is None else state_dict)
+        return super()._save(output_dir, state_dict=state_dict)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)  # gradient at w (and the NaN guard)
         self.sam.first_step(zero_grad=True)  # w <- w + e
@@ -349,8 +367,10 @@ def check_checkpoint_overrides(model_name_or_path: str, config, overrides: dict)
         )
 
 
-def build_teacher_model(model_args, data, image_size: int) -> nn.Module:
-    """The teacher to train: a pretrained classifier (new head for the data's classes) or a fresh CIFAR ResNet.
+def build_teacher_model(model_args, data, image_size: int, mean=None, std=None) -> nn.Module:
+    """The teacher to train: a pretrained classifier (new head for the data's classes), a fresh CIFAR ResNet, or a
+    fresh timm model (`--teacher_arch timm:NAME`, see `trainers.timm_teacher`; its `pretrained_cfg` records `mean` /
+    `std`, the data's normalisation, and `image_size`).
 
     `--config_overrides` set fields of the new CIFAR ResNet's config, or, on top of a pretrained classifier, the
     fields that keep the shapes of its weights (`check_checkpoint_overrides` refuses the others); the label space
@@ -385,8 +405,28 @@ def build_teacher_model(model_args, data, image_size: int) -> nn.Module:
                     "(e.g. a ResNet-50 folder or Hub id), or --teacher_arch resnet_cifar to use it anyway."
                 )
             arch = "resnet_cifar"
+        timm_name = timm_model_name(arch)
+        if timm_name is not None:
+            if model_args.config_overrides:
+                raise ValueError(
+                    f"--config_overrides {model_args.config_overrides}: they set fields of a new resnet_cifar (or of "
+                    f"--model_name_or_path), and --teacher_arch is {arch}: timm models are built from their name. Drop "
+                    "--config_overrides, or pick the timm variant by name (e.g. timm:resnet18d)."
+                )
+            if mean is None or std is None:
+                raise ValueError("A timm teacher needs the mean/std it is trained with (for its pretrained_cfg).")
+            model = build_timm_teacher(timm_name, data.num_classes, data.id2label, data.label2id, image_size,
+                                       mean, std)
+            if ldam:
+                logger.warning("LDAM scales logits by s=%s, meant for a cosine head; timm %s has a plain linear head "
+                               "(consider --ldam_s 1)", model_args.ldam_s, timm_name)
+            model.config.class_counts = list(data.class_counts)
+            return model
         if arch not in TEACHER_ARCHS:
-            raise ValueError(f"Unknown --teacher_arch {arch!r}; choose one of {list(TEACHER_ARCHS)}.")
+            raise ValueError(
+                f"Unknown --teacher_arch {arch!r}; choose one of {list(TEACHER_ARCHS)} or timm:NAME (any name of "
+                "timm.list_models())."
+            )
         overrides = parse_config_overrides(model_args.config_overrides, ResNetCifarConfig)
         _refuse_label_overrides(overrides, data)
         if ldam:
