@@ -116,8 +116,9 @@ class FinetuneScript(ViTClassificationScript):
         config = self.model.config
         recipe = {
             "stage 1 (MGP)": self.model_args.model_name_or_path or "none (trained from scratch)",
-            "loss_type": getattr(config, "loss_type", None) or self.planned_loss_type(),
-            "bal_tau": getattr(config, "bal_tau", None) or self.trainer_kwargs().get("bal_tau"),
+            # a transformers classifier's loss is the trainer's (its config has no loss fields)
+            "loss_type": config.loss_type if hasattr(config, "loss_type") else self.planned_loss_type(),
+            "bal_tau": config.bal_tau if hasattr(config, "bal_tau") else self.trainer_kwargs()["bal_tau"],
             "layer decay": self.training_args.layer_decay,
         }
         if self.foreign_checkpoint:

@@ -144,7 +144,7 @@ def test_vit_card_says_what_was_trained(vit_run):
 
 
 def test_livt_mgp_checkpoint_adapter_on_qkv_reloads_to_identical_logits(mgp_dir, tmp_path):
-    script, _ = _train(mgp_dir, tmp_path / "out", "--layer_decay", "0.75")
+    script, _ = _train(mgp_dir, tmp_path / "out", "--layer_decay", "0.75", "--merge_adapter", "true")
     model = script.model
     lora_modules = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name, p in model.named_parameters()
                     if p.requires_grad and "lora_" in name}
@@ -163,6 +163,11 @@ def test_livt_mgp_checkpoint_adapter_on_qkv_reloads_to_identical_logits(mgp_dir,
     assert torch.equal(_logits(loaded, pixels), _logits(model, pixels))
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "on qkv; trained in full: classifier, fc_norm" in card
+    assert "PeftModel.from_pretrained(base," in card and "{{" not in card
+    # the merged LiVT is a LiVT folder (with its remote code), with the adapter model's logits
+    merged = ml.LiVTForImageClassification.from_pretrained(tmp_path / "out" / "merged")
+    torch.testing.assert_close(_logits(merged, pixels), _logits(model, pixels), rtol=1e-5, atol=1e-5)
+    assert (tmp_path / "out" / "merged" / "modeling_livt.py").is_file()
 
 
 def script_optimizer_groups(script):
