@@ -249,13 +249,19 @@ TABLE: dict[str, dict] = {
     },
     "run_teacher": {
         "model_name_or_path": Seen("model: AutoModelForImageClassification.from_pretrained, a new head"),
-        "teacher_arch": Seen("type(model).__name__", "resnet_cifar", "ResNetCifarForImageClassification"),
+        "teacher_arch": (Seen("type(model).__name__", "resnet_cifar", "ResNetCifarForImageClassification"),
+                         Seen("model: timm:NAME, TimmWrapperForImageClassification around timm.create_model(NAME) "
+                              "(tests/test_timm_teacher.py)"),
+                         Refused(r"--teacher_arch timm:no_such_net: timm .* has no model .*timm\.list_models\(\)",
+                                 ("--teacher_arch", "timm:no_such_net"))),
         "config_overrides": (Seen("model.config.depth", "depth=14,base_width=4", 14),
                              Seen("model.config: on top of --model_name_or_path, the fields that keep its weights' "
                                   "shapes (tests/test_teacher.py)"),
                              Refused(r"--config_overrides base_width=8 \(\d+ weight\(s\) change, e\.g\. .*: the "
                                      "weights of --model_name_or_path",
-                                     ("--model_name_or_path", "{checkpoint}", "--config_overrides", "base_width=8"))),
+                                     ("--model_name_or_path", "{checkpoint}", "--config_overrides", "base_width=8")),
+                             Refused(r"--config_overrides depth=8,base_width=4: .*--teacher_arch is timm:test_resnet",
+                                     ("--teacher_arch", "timm:test_resnet"))),
         "image_size": Seen("prepared.image_processor.size['height']", "16", 16),
         "loss_type": Seen("type(trainer.loss_fn).__name__", "ldam_drw", "LDAMLoss"),
         "bal_tau": (Seen("trainer.loss_fn: the balanced losses' prior"),
