@@ -164,6 +164,46 @@ def test_param_groups_decay_exclusions_and_layer_decay():
         param_groups(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.05, 0.75)
 
 
+@pytest.mark.parametrize("arch", ["livt", "deit_lt"])
+def test_param_groups_match_an_independent_mae_layer_decay_rule(arch):
+    """timm's `param_groups_layer_decay` over our `group_matcher` gives MAE's `param_groups_lrd` scales for every
+    parameter (independent rule: embeddings/tokens 0, `layers.i` -> i + 1, anything else num_layers + 1)."""
+    import re
+
+    if arch == "livt":
+        model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, num_hidden_layers=3))
+    else:
+        model = ml.DeiTLTForImageClassification(ml.DeiTLTConfig(
+            image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+            intermediate_size=64, num_labels=4, class_counts=COUNTS))
+    decay, num_layers = 0.6, 3
+
+    def expected(name, param):
+        if ".embeddings." in name or name.split(".")[-1] in ("cls_token", "distillation_token"):
+            layer_id = 0
+        elif match := re.search(r"\.layers\.(\d+)\.", name):
+            layer_id = int(match.group(1)) + 1
+        else:
+            layer_id = num_layers + 1
+        no_decay = param.ndim == 1 or name.endswith(".bias") or "token" in name or "position_embeddings" in name
+        return decay ** (num_layers + 1 - layer_id), 0.0 if no_decay else 0.05
+
+    for wrapped, prefix in ((model, ""), (torch.nn.ModuleDict({"inner": model}), "inner.")):  # a wrapper's prefix
+        if prefix:
+            wrapped.group_matcher = model.group_matcher
+        groups = param_groups(wrapped, weight_decay=0.05, layer_decay=decay)
+        by_param = {id(p): g for g in groups for p in g["params"]}
+        for name, param in model.named_parameters():
+            scale, wd = expected(name, param)
+            assert by_param[id(param)]["lr_scale"] == pytest.approx(scale), prefix + name
+            assert by_param[id(param)]["weight_decay"] == wd, prefix + name
+        assert len({(g["lr_scale"], g["weight_decay"]) for g in groups}) == len(groups) == 2 * (num_layers + 2)
+    # no layer decay: one decay and one no-decay group, every parameter once
+    groups = param_groups(model, weight_decay=0.05)
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.05] and {g["lr_scale"] for g in groups} == {1.0}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
 def test_mgp_trainer_optimizer_lr_rule_betas_and_frozen_pos(tmp_path):
     model = ml.LiVTForMaskedImageModeling(tiny_livt_config())
     ds, _, _ = _tensor_dataset()

@@ -3,9 +3,11 @@ DeiT recipes)."""
 
 from __future__ import annotations
 
+import glob
 import re
 
 import torch
+from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
@@ -25,41 +27,27 @@ def uses_weight_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim > 1 and not name.endswith(".bias") and not NO_DECAY_NAME_PATTERN.search(name)
 
 
-def vit_layer_id(name: str, num_layers: int) -> int | None:
-    """Layer index for layer-wise lr decay: 0 for embeddings and tokens, i + 1 for block i, num_layers + 1 for the
-    head and final norms. None when the name is not from one of our ViTs (LiVT / DeiT-LT)."""
-    if ".embeddings." in name or name.split(".")[-1] in ("cls_token", "distillation_token"):
-        return 0
-    match = re.search(r"\.layers\.(\d+)\.", name)
-    if match:
-        return int(match.group(1)) + 1
-    return num_layers + 1
-
-
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None) -> list[dict]:
-    """AdamW parameter groups with MAE's `param_groups_lrd` semantics.
+    """AdamW parameter groups with MAE's `param_groups_lrd` semantics, built by timm's `param_groups_weight_decay` /
+    `param_groups_layer_decay` with our weight-decay exclusions (`uses_weight_decay`).
 
-    With `layer_decay`, each group's `lr_scale` is decay ** (num_layers + 1 - layer_id); the trainers multiply the
-    learning rate by it (schedulers scale each group's initial lr, so the decay survives warmup and cosine).
+    With `layer_decay`, each group's `lr_scale` is decay ** (num_layers + 1 - layer_id) (embeddings and tokens 0,
+    block i -> i + 1, final norms and heads num_layers + 1, from the model's `group_matcher`); the trainers multiply
+    the learning rate by it (schedulers scale each group's initial lr, so the decay survives warmup and cosine).
     """
-    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
-    if layer_decay is not None and layer_decay != 1.0 and not _has_vit_layers(model):
+    # exact names as fnmatch patterns (timm matches the list with fnmatch): escape their glob characters
+    no_decay = [glob.escape(name) for name, param in model.named_parameters() if not uses_weight_decay(name, param)]
+    if layer_decay is None or layer_decay == 1.0:
+        groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=no_decay)
+        for group in groups:
+            group["lr_scale"] = 1.0
+        return groups
+    if not hasattr(model, "group_matcher") or not _has_vit_layers(model):
         raise ValueError(
             f"layer_decay={layer_decay} needs a LiVT/DeiT-LT ViT (blocks under `.layers.N.`); "
             f"{type(model).__name__} has none. Pass --layer_decay 1.0 for other architectures."
         )
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        decay = uses_weight_decay(name, param)
-        layer_id = vit_layer_id(name, num_layers) if layer_decay not in (None, 1.0) else 0
-        scale = layer_decay ** (num_layers + 1 - layer_id) if layer_decay not in (None, 1.0) else 1.0
-        group = groups.setdefault(
-            (layer_id, decay), {"params": [], "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
-        )
-        group["params"].append(param)
-    return list(groups.values())
+    return param_groups_layer_decay(model, weight_decay, no_weight_decay_list=no_decay, layer_decay=layer_decay)
 
 
 def _has_vit_layers(model: nn.Module) -> bool:

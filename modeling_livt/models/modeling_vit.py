@@ -326,6 +326,16 @@ class LongTailViTPreTrainedModel(PreTrainedModel):
         model._after_load()
         return loaded
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter-name groups for layer-wise lr decay, timm's `group_matcher` convention (what
+        `timm.optim.param_groups_layer_decay` reads): embeddings and tokens first, then block i; the rest (final norms,
+        heads) comes last. Names may carry a prefix (`livt.`, `deit_lt.`, a PEFT wrapper's `base_model.model.`)."""
+        block = r"^(?:.*\.)?layers\.(\d+)\."
+        return {
+            "stem": r"^(?:.*\.)?(?:embeddings\.|cls_token$|distillation_token$)",
+            "blocks": block if coarse else [(block, None)],
+        }
+
     def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> "LongTailViTEncoderOutput":
         """The encoder's tokens (`base_model`, i.e. `self.livt` / `self.deit_lt`): `last_hidden_state [N, P + L, D]`.
         Always a `LongTailViTEncoderOutput` (the heads read its fields; `return_dict=False` is applied to the head's
