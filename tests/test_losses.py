@@ -76,10 +76,18 @@ def test_balanced_ce_matches_reference(batch, tau):
     assert loss(logits.float(), labels).item() == pytest.approx(ref_int, rel=1e-5)
 
 
-def test_soft_target_ce_matches_torch_cross_entropy(batch):
-    logits, labels, _ = batch
-    ours = ml.SoftTargetCrossEntropy()(logits.float(), labels)
-    assert ours.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)
+def test_soft_target_ce_matches_the_float64_reference(batch):
+    """`soft_target_cross_entropy` is `F.cross_entropy` with probability targets: checked against the longhand
+    float64 formula (float32 rounding, ~1e-6), for soft and int targets and bf16 logits."""
+    logits, labels, soft = batch
+    loss = ml.SoftTargetCrossEntropy()
+    ref_soft = _ref_soft_ce(logits.numpy(), soft.numpy())
+    ref_int = _ref_soft_ce(logits.numpy(), _one_hot(labels.numpy(), 5))
+    assert loss(logits.float(), soft.float()).item() == pytest.approx(ref_soft, rel=1e-5)
+    assert loss(logits.float(), labels).item() == pytest.approx(ref_int, rel=1e-5)
+    assert loss(logits.float(), labels).dtype == torch.float32
+    bf16 = loss(logits.bfloat16(), soft.float())
+    assert bf16.dtype == torch.float32 and bf16.item() == pytest.approx(ref_soft, rel=2e-2)
 
 
 def test_class_balanced_weights_reference():

@@ -149,8 +149,9 @@ class BCELoss(nn.Module):
 
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """mean over the batch of -sum_c y_c log softmax(z)_c (targets already `[B, C]`)."""
-    return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+    """mean over the batch of -sum_c y_c log softmax(z)_c (targets already `[B, C]`): `F.cross_entropy` with class
+    probabilities as targets, in float32."""
+    return F.cross_entropy(logits.float(), targets.float())
 
 
 class SoftTargetCrossEntropy(nn.Module):
