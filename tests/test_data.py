@@ -306,6 +306,25 @@ def test_carve_validation_split_seeded():
     assert v1._indices.column(0).to_pylist() != v3._indices.column(0).to_pylist()
 
 
+def test_carve_validation_split_does_more_than_datasets_train_test_split():
+    """Why we keep our carving over `Dataset.train_test_split(stratify_by_column=...)`: every class with two or more
+    images gives at least one (a 3-image tail class gets none there), a 1-image class stays in training (it raises
+    there), and integer labels need no ClassLabel cast (it raises there). Independent check: per-class counts."""
+    labels = [0] * 200 + [1] * 40 + [2] * 7 + [3] * 3 + [4]
+    ds = Dataset.from_dict({"label": labels})
+    train, val = carve_validation_split(ds, "label", 10, seed=0)
+    counts = lambda split: [list(split["label"]).count(c) for c in range(5)]  # noqa: E731
+    assert counts(val) == [20, 4, 1, 1, 0] and counts(train) == [180, 36, 6, 2, 1]
+    with pytest.raises(ValueError, match="ClassLabel"):
+        ds.train_test_split(test_size=0.1, stratify_by_column="label", seed=0)
+    as_class_label = ds.cast_column("label", ClassLabel(num_classes=5))
+    with pytest.raises(ValueError, match="least populated class"):
+        as_class_label.train_test_split(test_size=0.1, stratify_by_column="label", seed=0)
+    theirs = as_class_label.select(range(len(labels) - 1)).train_test_split(
+        test_size=0.1, stratify_by_column="label", seed=0)["test"]
+    assert counts(theirs)[3] == 0  # the 3-image class gives nothing to validation there
+
+
 def test_missing_columns_listed(tmp_path):
     root = make_folder_dataset(tmp_path, {"train": [0, 1, 2], "validation": [0, 1, 2]}, as_parquet=False)
     with pytest.raises(ValueError, match=r"image_column_name='image'.*\['img', 'target'\]"):

@@ -236,6 +236,8 @@ def carve_validation_split(
 
     Every class gives ``round(n_c * percentage / 100)`` of its images to validation (at least one when
     it has two or more), so a balanced pool gives a balanced validation split. Only labels are read.
+    Kept over `Dataset.train_test_split(stratify_by_column=)`: that needs a ClassLabel column, raises on a 1-image
+    class and gives a 3-image class no validation image; switching would also change committed benchmark splits.
     """
     labels = np.asarray(read_labels(dataset, label_column), dtype=np.int64)
     rng = np.random.default_rng(seed)
@@ -262,6 +264,7 @@ def carve_unused_validation_split(
     split is balanced wherever the leftovers allow; a class with fewer unused images gives all it has (the head
     class of CIFAR-LT keeps every image for training and gives none). Returns (sorted validation rows, classes
     that gave fewer than their share). Only labels are read; seeded, so a resume draws the same rows.
+    Kept: no library split draws from a subset (the leftovers) with per-class shares sized by the whole pool.
     """
     labels = np.asarray(pool_labels, dtype=np.int64)
     unused = np.ones(len(labels), dtype=bool)
