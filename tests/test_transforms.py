@@ -27,6 +27,7 @@ from modeling_livt.data.images import CorruptImageCounter, to_rgb
 from modeling_livt.data.loading import DataOptions, load_image_datasets
 from modeling_livt.data.transforms import (
     DEFAULT_AUTO_AUGMENT,
+    INDEX_COLUMN,
     NORMALIZATION_STATS,
     DefaultImageCollator,
     MixupCutmixCollator,
@@ -420,9 +421,26 @@ def features_batch(n=6, num_classes=5, size=8, seed=0):
 
 
 def test_default_collator():
-    batch = DefaultImageCollator()(features_batch())
+    feats = features_batch()
+    batch = DefaultImageCollator()(feats)
     assert batch["pixel_values"].shape == (6, 3, 8, 8) and batch["labels"].dtype == torch.long
     assert batch["labels"].tolist() == [0, 1, 2, 3, 4, 0]
+    assert torch.equal(batch["pixel_values"], torch.stack([f["pixel_values"] for f in feats]))  # independent stack
+
+
+def test_default_collator_drops_other_keys_unlike_transformers_default():
+    """What ours adds to `DefaultDataCollator`: only pixel_values/labels go on (the index column of seeded
+    training features would reach the model's forward there), and numpy int32 labels become int64."""
+    from transformers import DefaultDataCollator
+
+    feats = [{**f, INDEX_COLUMN: i, "labels": np.int32(f["labels"])} for i, f in enumerate(features_batch())]
+    ours = DefaultImageCollator()(feats)
+    assert set(ours) == {"pixel_values", "labels"} and ours["labels"].dtype == torch.long
+    theirs = DefaultDataCollator()(feats)
+    assert INDEX_COLUMN in theirs and theirs["labels"].dtype == torch.int32
+    assert torch.equal(ours["pixel_values"], theirs["pixel_values"])
+    unlabelled = DefaultImageCollator()([{"pixel_values": f["pixel_values"]} for f in feats])
+    assert set(unlabelled) == {"pixel_values"}
 
 
 def test_label_smoothing_without_mixing():

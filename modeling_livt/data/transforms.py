@@ -34,7 +34,7 @@ from timm.data.auto_augment import (
 from timm.data.transforms import str_to_pil_interp
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
-from transformers import BitImageProcessor
+from transformers import BitImageProcessor, DefaultDataCollator
 
 from .images import CorruptImageCounter, decode_image_or_raise, to_rgb
 from .official_eval import (
@@ -370,13 +370,20 @@ def apply_transform(dataset: Dataset | IterableDataset, transform_fn: Callable) 
 
 
 class DefaultImageCollator:
-    """Stacks ``pixel_values`` into ``[B, 3, H, W]`` and ``labels`` into int64 ``[B]`` (if present)."""
+    """Stacks ``pixel_values`` into ``[B, 3, H, W]`` and ``labels`` into int64 ``[B]`` (if present), with
+    transformers' `DefaultDataCollator`. Ours does more: it passes on only those two keys (seeded training features
+    also carry ``__example_index__``, which a model's forward refuses) and makes the labels int64 whatever their type.
+    """
+
+    def __init__(self):
+        self.collator = DefaultDataCollator(return_tensors="pt")
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = {"pixel_values": torch.stack([torch.as_tensor(f["pixel_values"]) for f in features])}
-        if "labels" in features[0]:
-            batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
-        return batch
+        kept = [
+            {"pixel_values": f["pixel_values"], **({"labels": int(f["labels"])} if "labels" in f else {})}
+            for f in features
+        ]
+        return self.collator(kept)
 
 
 class MixupCutmixCollator:
