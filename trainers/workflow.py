@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from transformers import PreTrainedConfig
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_livt.config_overrides import parse_config_overrides
 from modeling_livt.data.loading import LongTailedData, load_image_datasets
@@ -157,16 +156,18 @@ def resolve_index_bounds(value, sources, class_counts):
     return bounds
 
 
-def resolve_resume_checkpoint(training_args) -> str | None:
-    """`--resume_from_checkpoint PATH`, or `latest`/`true` for the newest complete checkpoint in output_dir."""
+def resolve_resume_checkpoint(training_args) -> str | bool | None:
+    """`--resume_from_checkpoint PATH`, or `latest`/`true`/`auto` -> True: `Trainer.train` then resumes from the newest
+    checkpoint in output_dir itself (its ValueError "No valid checkpoint found" when there is none). Ours adds only a
+    ValueError naming the flag when output_dir does not exist (Trainer's would be a bare FileNotFoundError)."""
     value = training_args.resume_from_checkpoint
     if value is None or str(value).lower() in ("", "false", "none"):
         return None
     if str(value).lower() in ("latest", "true", "auto"):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint in {training_args.output_dir}.")
-        return last
+        output_dir = training_args.output_dir
+        if not os.path.isdir(output_dir):
+            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint in {output_dir} (no such folder).")
+        return True
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value} is not a checkpoint folder.")
     return value
