@@ -164,13 +164,19 @@ def test_param_groups_decay_exclusions_and_layer_decay():
         param_groups(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.05, 0.75)
 
 
-@pytest.mark.parametrize("arch", ["livt", "deit_lt"])
+@pytest.mark.parametrize("arch", ["livt", "deit_lt", "transformers_vit"])
 def test_param_groups_match_an_independent_mae_layer_decay_rule(arch):
     """timm's `param_groups_layer_decay` over our `group_matcher` gives MAE's `param_groups_lrd` scales for every
-    parameter (independent rule: embeddings/tokens 0, `layers.i` -> i + 1, anything else num_layers + 1)."""
+    parameter (independent rule: embeddings/tokens 0, `layers.i` -> i + 1, anything else num_layers + 1), also for
+    transformers' ViT (no `group_matcher`: the same name rule) and behind a wrapper's name prefix."""
     import re
 
-    if arch == "livt":
+    if arch == "transformers_vit":
+        from transformers import ViTConfig, ViTForImageClassification
+
+        model = ViTForImageClassification(ViTConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                                     intermediate_size=64, image_size=32, patch_size=8, num_labels=4))
+    elif arch == "livt":
         model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, num_hidden_layers=3))
     else:
         model = ml.DeiTLTForImageClassification(ml.DeiTLTConfig(
@@ -189,7 +195,7 @@ def test_param_groups_match_an_independent_mae_layer_decay_rule(arch):
         return decay ** (num_layers + 1 - layer_id), 0.0 if no_decay else 0.05
 
     for wrapped, prefix in ((model, ""), (torch.nn.ModuleDict({"inner": model}), "inner.")):  # a wrapper's prefix
-        if prefix:
+        if prefix and hasattr(model, "group_matcher"):
             wrapped.group_matcher = model.group_matcher
         groups = param_groups(wrapped, weight_decay=0.05, layer_decay=decay)
         by_param = {id(p): g for g in groups for p in g["params"]}

@@ -11,6 +11,8 @@ from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
+from modeling_livt.models.modeling_vit import LongTailViTPreTrainedModel
+
 # Tokens and position embeddings are never weight-decayed (MAE/DeiT `no_weight_decay`).
 NO_DECAY_NAME_PATTERN = re.compile(
     r"(cls_token|distillation_token|dist_token|mask_token|position_embeddings|pos_embed)"
@@ -42,12 +44,25 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
         for group in groups:
             group["lr_scale"] = 1.0
         return groups
-    if not hasattr(model, "group_matcher") or not _has_vit_layers(model):
+    if not _has_vit_layers(model):
         raise ValueError(
             f"layer_decay={layer_decay} needs a LiVT/DeiT-LT ViT (blocks under `.layers.N.`); "
             f"{type(model).__name__} has none. Pass --layer_decay 1.0 for other architectures."
         )
+    if not hasattr(model, "group_matcher"):  # e.g. transformers' ViT (`vit.embeddings.`, `vit.layers.N.`), PEFT-wrapped
+        model = _NamedParametersWithOurMatcher(model)
     return param_groups_layer_decay(model, weight_decay, no_weight_decay_list=no_decay, layer_decay=layer_decay)
+
+
+class _NamedParametersWithOurMatcher:
+    """What `param_groups_layer_decay` reads of a model (`named_parameters`, `group_matcher`), for a model without a
+    `group_matcher` of its own: our ViTs' name rule, which fits any ViT naming its blocks `layers.N`."""
+
+    def __init__(self, model: nn.Module):
+        self.named_parameters = model.named_parameters
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return LongTailViTPreTrainedModel.group_matcher(self, coarse)
 
 
 def _has_vit_layers(model: nn.Module) -> bool:
