@@ -11,7 +11,7 @@ from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from modeling_livt.models.modeling_vit import LongTailViTPreTrainedModel
+from modeling_livt.models.modeling_vit import vit_group_matcher
 
 # Tokens and position embeddings are never weight-decayed (MAE/DeiT `no_weight_decay`).
 NO_DECAY_NAME_PATTERN = re.compile(
@@ -62,7 +62,7 @@ class _NamedParametersWithOurMatcher:
         self.named_parameters = model.named_parameters
 
     def group_matcher(self, coarse: bool = False) -> dict:
-        return LongTailViTPreTrainedModel.group_matcher(self, coarse)
+        return vit_group_matcher(coarse)
 
 
 def _has_vit_layers(model: nn.Module) -> bool:

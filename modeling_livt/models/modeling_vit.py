@@ -298,6 +298,18 @@ class LongTailViTEncoder(nn.ModuleList):
 # ---------------------------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------------------------
+def vit_group_matcher(coarse: bool = False) -> dict:
+    """Parameter-name groups for layer-wise lr decay, timm's `group_matcher` convention (what
+    `timm.optim.param_groups_layer_decay` reads): embeddings and tokens first, then block i; the rest (final norms,
+    heads) comes last. Names may carry a prefix (`livt.`, `deit_lt.`, a PEFT wrapper's `base_model.model.`), so the
+    rule fits any ViT naming its blocks `layers.N`."""
+    block = r"^(?:.*\.)?layers\.(\d+)\."
+    return {
+        "stem": r"^(?:.*\.)?(?:embeddings\.|cls_token$|distillation_token$)",
+        "blocks": block if coarse else [(block, None)],
+    }
+
+
 class LongTailViTPreTrainedModel(PreTrainedModel):
     """What every model of the package shares: attention backends, output recording, loading at another image size.
     Subclasses set `config_class`, `base_model_prefix` and `_init_weights` (each paper's own initialisation)."""
@@ -327,14 +339,8 @@ class LongTailViTPreTrainedModel(PreTrainedModel):
         return loaded
 
     def group_matcher(self, coarse: bool = False) -> dict:
-        """Parameter-name groups for layer-wise lr decay, timm's `group_matcher` convention (what
-        `timm.optim.param_groups_layer_decay` reads): embeddings and tokens first, then block i; the rest (final norms,
-        heads) comes last. Names may carry a prefix (`livt.`, `deit_lt.`, a PEFT wrapper's `base_model.model.`)."""
-        block = r"^(?:.*\.)?layers\.(\d+)\."
-        return {
-            "stem": r"^(?:.*\.)?(?:embeddings\.|cls_token$|distillation_token$)",
-            "blocks": block if coarse else [(block, None)],
-        }
+        """Parameter-name groups for layer-wise lr decay (`vit_group_matcher`)."""
+        return vit_group_matcher(coarse)
 
     def forward_features(self, pixel_values, interpolate_pos_encoding=None, **kwargs) -> "LongTailViTEncoderOutput":
         """The encoder's tokens (`base_model`, i.e. `self.livt` / `self.deit_lt`): `last_hidden_state [N, P + L, D]`.
