@@ -39,12 +39,11 @@ def test_latest_is_trainers_own_lookup_of_the_newest_checkpoint(value, tmp_path,
 def test_nothing_to_resume_from_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"--resume_from_checkpoint latest: no checkpoint in .*no such folder"):
         resolve_resume_checkpoint(_args("latest", tmp_path / "missing"))
-    (tmp_path / "empty").mkdir()
-    assert resolve_resume_checkpoint(_args("true", tmp_path / "empty")) is True
-    trainer = Trainer(model=torch.nn.Linear(2, 2), args=TrainingArguments(str(tmp_path / "empty"), report_to="none",
-                                                                            use_cpu=True))
-    with pytest.raises(ValueError, match="No valid checkpoint found"):
-        trainer.train(resume_from_checkpoint=True)
+    (tmp_path / "empty" / "logs").mkdir(parents=True)  # a folder, but no checkpoint-* in it
+    with pytest.raises(ValueError, match=r"--resume_from_checkpoint true: .*empty has no checkpoint-\* folder"):
+        resolve_resume_checkpoint(_args("true", tmp_path / "empty"))
+    (tmp_path / "empty" / "checkpoint-3").mkdir()
+    assert resolve_resume_checkpoint(_args("auto", tmp_path / "empty")) is True
 
 
 def test_paths_and_off_values(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from transformers import PreTrainedConfig
+from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_livt.config_overrides import parse_config_overrides
 from modeling_livt.data.loading import LongTailedData, load_image_datasets
@@ -157,9 +158,9 @@ def resolve_index_bounds(value, sources, class_counts):
 
 
 def resolve_resume_checkpoint(training_args) -> str | bool | None:
-    """`--resume_from_checkpoint PATH`, or `latest`/`true`/`auto` -> True: `Trainer.train` then resumes from the newest
-    checkpoint in output_dir itself (its ValueError "No valid checkpoint found" when there is none). Ours adds only a
-    ValueError naming the flag when output_dir does not exist (Trainer's would be a bare FileNotFoundError)."""
+    """`--resume_from_checkpoint PATH`, or `latest`/`true`/`auto` -> True: `Trainer.train` then finds and resumes from
+    the newest checkpoint in output_dir itself. Ours adds only a ValueError naming the flag when output_dir does not
+    exist or holds no checkpoint (Trainer's would be a bare FileNotFoundError, or "No valid checkpoint found")."""
     value = training_args.resume_from_checkpoint
     if value is None or str(value).lower() in ("", "false", "none"):
         return None
@@ -167,6 +168,11 @@ def resolve_resume_checkpoint(training_args) -> str | bool | None:
         output_dir = training_args.output_dir
         if not os.path.isdir(output_dir):
             raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint in {output_dir} (no such folder).")
+        if get_last_checkpoint(output_dir) is None:
+            raise ValueError(
+                f"--resume_from_checkpoint {value}: {output_dir} has no checkpoint-* folder to resume from. Drop the "
+                "flag to start a new run there, or pass a checkpoint folder."
+            )
         return True
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value} is not a checkpoint folder.")
