@@ -24,7 +24,6 @@ from .ema import EMA_DIR_NAME, EMA_WEIGHTS_NAME, ModelEMACallback, check_ema_che
 from .freezing import freeze_encoder
 from .optim import build_optimizer, check_optimizer_choice
 from .sampling import AugmentationEpochCallback, RepeatedAugmentationSampler, repeat_rows, seeded_transforms
-from .timm_teacher import is_timm_wrapper, timm_native_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +221,11 @@ class LongTailTrainerMixin:
         staging = getattr(self, "_checkpoint_run_dir", None)
         return staging if staging is not None else super()._get_output_dir(trial)
 
+    def saved_state_dict(self, state_dict: dict) -> dict:
+        """`state_dict` under the key names the model is saved with: unchanged here; a trainer whose model saves
+        under other names (the timm teacher) overrides it, and the resume check and the EMA save follow."""
+        return state_dict
+
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Resume refuses a checkpoint that lacks model weights (Trainer itself loads with strict=False)."""
         model = self.model if model is None else model
@@ -229,9 +233,7 @@ class LongTailTrainerMixin:
         if os.path.isfile(weights):
             with safe_open(weights, framework="pt") as f:
                 saved = set(f.keys())
-            expected = self.accelerator.unwrap_model(model).state_dict()
-            if is_timm_wrapper(self.accelerator.unwrap_model(model)):
-                expected = timm_native_state_dict(expected)  # a timm teacher is saved with timm's key names
+            expected = self.saved_state_dict(self.accelerator.unwrap_model(model).state_dict())
             missing = sorted(set(expected) - saved)
             if missing:
                 raise RuntimeError(
@@ -265,9 +267,9 @@ class LongTailTrainerMixin:
         ema_dir = os.path.join(output_dir if output_dir is not None else self.args.output_dir, EMA_DIR_NAME)
         ema = self.model_ema
         if hasattr(ema, "save_pretrained"):
-            # a timm teacher's EMA with timm's key names, as the model (loadable by timm and transformers)
-            ema.save_pretrained(ema_dir, state_dict=timm_native_state_dict(ema.state_dict())
-                                if is_timm_wrapper(ema) else None)
+            state_dict = ema.state_dict()
+            saved = self.saved_state_dict(state_dict)  # under the model's saved key names
+            ema.save_pretrained(ema_dir, state_dict=saved if saved is not state_dict else None)
         else:
             os.makedirs(ema_dir, exist_ok=True)
             self.model_ema_callback.save(ema_dir)

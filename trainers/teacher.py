@@ -284,12 +284,17 @@ class TeacherTrainer(BalancedTrainer):
             logger.info("Warmup: %.3g epochs = %d optimizer steps", epochs, self.args.warmup_steps)
         return super().create_scheduler(num_training_steps, optimizer)
 
-    def _save(self, output_dir: str | None = None, state_dict=None):
+    def saved_state_dict(self, state_dict: dict) -> dict:
         """A timm teacher (`--teacher_arch timm:NAME`) is saved with timm's own key names, so that both
         `timm.create_model("local-dir:DIR", pretrained=True)` and `AutoModelForImageClassification` load it."""
         if is_timm_wrapper(self.accelerator.unwrap_model(self.model)):
-            state_dict = timm_native_state_dict(self.accelerator.unwrap_model(self.model).state_dict()
-                                                if state_dict is None else state_dict)
+            return timm_native_state_dict(state_dict)
+        return state_dict
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        if is_timm_wrapper(self.accelerator.unwrap_model(self.model)):
+            state_dict = self.saved_state_dict(self.accelerator.unwrap_model(self.model).state_dict()
+                                               if state_dict is None else state_dict)
         return super()._save(output_dir, state_dict=state_dict)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
