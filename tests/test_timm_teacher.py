@@ -174,3 +174,26 @@ def test_a_folder_saved_by_timm_save_for_hf_loads_as_a_distillation_teacher(tmp_
     x = torch.randn(2, 3, 40, 40, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(teacher.model(pixel_values=x).logits, model(x), rtol=0, atol=0)
+
+
+def test_run_teacher_fine_tunes_a_timm_folder_with_a_new_head_and_the_datas_pretrained_cfg(tmp_path):
+    """--model_name_or_path with a folder in timm's own export format (num_classes in model_args): its weights, a head
+    for the data's 10 classes, and a pretrained_cfg that follows the data (digits mean/std, 32 px)."""
+    torch.manual_seed(0)
+    source = timm.create_model(ARCH, pretrained=False, num_classes=3)
+    timm.models.save_for_hf(source, tmp_path / "source", safe_serialization=True,
+                            data_config={"mean": (0.1, 0.2, 0.3), "std": (0.3, 0.2, 0.1), "input_size": (3, 32, 32)})
+    out = tmp_path / "teacher"
+    run_teacher.main(DATA + FAST + ["--output_dir", str(out), "--model_name_or_path", str(tmp_path / "source"),
+                                    "--max_steps", "1", "--learning_rate", "0.0"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_classes"] == 10 and "num_classes" not in (config["model_args"] or {})
+    mean, _ = get_normalization("digits")
+    assert config["pretrained_cfg"]["mean"] == pytest.approx(list(mean))
+    assert config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(_timm_logits(out, x), _hf_logits(out, x), rtol=0, atol=0)
+    trained = timm.create_model(f"local-dir:{out}", pretrained=True).state_dict()
+    # the body is the source's (lr 0: SGD leaves it; BatchNorm running statistics move in train mode)
+    torch.testing.assert_close(trained["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+    assert trained["fc.weight"].shape[0] == 10

@@ -13,7 +13,7 @@ import logging
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from modeling_livt.data.transforms import image_processor_input_size
 from modeling_livt.models.losses import ClassWeightedLoss, LDAMLoss, class_balanced_weights
@@ -38,6 +38,9 @@ from .timm_teacher import (
     build_timm_teacher,
     check_timm_model_name,
     is_timm_wrapper,
+    load_classifier_config,
+    load_timm_teacher,
+    timm_input_config,
     timm_model_name,
     timm_native_state_dict,
 )
@@ -314,6 +317,12 @@ def default_teacher_image_size(model_name_or_path: str | None) -> int:
     """The input size of a pretrained classifier's image processor (224 when it has none), or 32 for a new teacher."""
     if not model_name_or_path:
         return 32
+    try:  # a timm classifier: its pretrained_cfg's input size
+        timm_input = timm_input_config(load_classifier_config(model_name_or_path, trust_remote_code=True))
+    except (OSError, ValueError):
+        timm_input = None
+    if timm_input is not None:
+        return timm_input[2]
     try:
         return image_processor_input_size(AutoImageProcessor.from_pretrained(model_name_or_path)) or 224
     except (OSError, ValueError):
@@ -389,14 +398,22 @@ def build_teacher_model(model_args, data, image_size: int, mean=None, std=None) 
             raise ValueError("Give --model_name_or_path (a pretrained classifier) or --teacher_arch, not both.")
         overrides = {}
         if model_args.config_overrides:
-            config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=True,
-                                                id2label=data.id2label, label2id=data.label2id)
+            config = load_classifier_config(model_args.model_name_or_path, trust_remote_code=True,
+                                            id2label=data.id2label, label2id=data.label2id)
             overrides = parse_config_overrides(model_args.config_overrides, type(config))
             _refuse_label_overrides(overrides, data)
             check_checkpoint_overrides(model_args.model_name_or_path, config, overrides)
-        model = AutoModelForImageClassification.from_pretrained(
-            model_args.model_name_or_path, ignore_mismatched_sizes=True, trust_remote_code=True, **overrides, **labels
-        )
+        config = load_classifier_config(model_args.model_name_or_path, trust_remote_code=True)
+        if config.model_type == "timm_wrapper":  # a timm folder (ours or timm's): its pretrained_cfg follows the data
+            if mean is None or std is None:
+                raise ValueError("A timm teacher needs the mean/std it is trained with (for its pretrained_cfg).")
+            model = load_timm_teacher(model_args.model_name_or_path, config, data.num_classes, data.id2label,
+                                      data.label2id, image_size, mean, std, **overrides)
+        else:
+            model = AutoModelForImageClassification.from_pretrained(
+                model_args.model_name_or_path, ignore_mismatched_sizes=True, trust_remote_code=True, **overrides,
+                **labels
+            )
         if ldam:
             logger.warning("LDAM scales logits by s=%s, meant for a cosine head; %s has a plain linear head (consider "
                            "--ldam_s 1)", model_args.ldam_s, type(model).__name__)

@@ -21,7 +21,7 @@ import difflib
 from collections.abc import Sequence
 
 from torch import nn
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedConfig
 
 from modeling_livt.data.transforms import EVAL_CROP_PCT, SMALL_IMAGE_SIZE
 
@@ -83,8 +83,26 @@ def build_timm_teacher(name: str, num_labels: int, id2label: dict, label2id: dic
     check_timm_model_name(name)
     config = TimmWrapperConfig(architecture=name, model_args={}, num_labels=num_labels, id2label=dict(id2label),
                                label2id=dict(label2id))
-    model = TimmWrapperForImageClassification(config)
-    pretrained_cfg = teacher_pretrained_cfg(model.timm_model.pretrained_cfg, num_labels, image_size, mean, std)
+    return _with_teacher_pretrained_cfg(TimmWrapperForImageClassification(config), image_size, mean, std)
+
+
+def load_timm_teacher(name_or_path: str, config: PreTrainedConfig, num_labels: int, id2label: dict, label2id: dict,
+                      image_size: int, mean: Sequence[float], std: Sequence[float], **overrides) -> nn.Module:
+    """A timm classifier folder (ours, or timm's Hub format) to fine-tune as the teacher: its weights, a new head for
+    the data's classes (`ignore_mismatched_sizes`), the `model_args` trap fixed and its `pretrained_cfg` set to the
+    normalisation and input size it is now trained with."""
+    config = fix_timm_model_args(config)
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    config.num_labels = num_labels
+    config.id2label, config.label2id = dict(id2label), dict(label2id)
+    model = AutoModelForImageClassification.from_pretrained(name_or_path, config=config, ignore_mismatched_sizes=True)
+    return _with_teacher_pretrained_cfg(model, image_size, mean, std)
+
+
+def _with_teacher_pretrained_cfg(model, image_size: int, mean: Sequence[float], std: Sequence[float]):
+    source = getattr(model.timm_model, "pretrained_cfg", None) or getattr(model.config, "pretrained_cfg", None) or {}
+    pretrained_cfg = teacher_pretrained_cfg(source, model.config.num_labels, image_size, mean, std)
     model.config.pretrained_cfg = pretrained_cfg
     model.timm_model.pretrained_cfg = dict(pretrained_cfg)  # timm's resolve_data_config(model=...) reads it
     return model
@@ -143,6 +161,7 @@ __all__ = [
     "fix_timm_model_args",
     "is_timm_wrapper",
     "load_classifier_config",
+    "load_timm_teacher",
     "teacher_pretrained_cfg",
     "timm_input_config",
     "timm_model_name",
