@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageClassification,
 
 from .data.long_tail import long_tailed_counts, make_long_tailed
 from .evaluation.metrics import long_tail_metrics
+from .hub.convert import deit_lt_from_livt, load_deit_lt_student
 from .models.configuration_deit_lt import DEIT_LT_PRESETS, DeiTLTConfig
 from .models.configuration_livt import LIVT_PRESETS, LiVTConfig
 from .models.configuration_vit import LongTailViTEncoderConfig
@@ -94,7 +95,9 @@ __all__ = [
     "build_loss",
     "class_balanced_weights",
     "convert_paco_resnet32_state_dict",
+    "deit_lt_from_livt",
     "long_tail_metrics",
+    "load_deit_lt_student",
     "long_tailed_counts",
     "make_long_tailed",
 ]

@@ -14,7 +14,7 @@ class-balanced distillation weights from a deferred (DRW) epoch.
 `scripts/demo.py --method deit_lt` runs both (teacher, then student) on the embedded offline digits-LT.
 """
 
-from modeling_livt import DEIT_LT_PRESETS, DeiTLTForImageClassification
+from modeling_livt import DEIT_LT_PRESETS, DeiTLTForImageClassification, load_deit_lt_student
 from trainers.arguments import (
     AugmentationArguments,
     DataArguments,
@@ -48,6 +48,10 @@ class DeiTLTScript(ViTClassificationScript):
 
     def loss_fields(self) -> dict:
         return dict(cls_loss_type=self.model_args.cls_loss_type, bal_tau=self.model_args.bal_tau)
+
+    def load_pretrained(self, model_name_or_path: str, **kwargs):
+        """A DeiT-LT checkpoint, or a LiVT one: the combined recipe (`deit_lt_from_livt`)."""
+        return load_deit_lt_student(model_name_or_path, **kwargs)
 
     def build_model(self):
         """The student; the teacher is loaded with it, to see the student's batches (size and normalisation)."""

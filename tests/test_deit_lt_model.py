@@ -179,8 +179,9 @@ def test_save_reload_identical(tmp_path):
     ref = model(x, labels=y)
     model.save_pretrained(tmp_path)
     files = set(os.listdir(tmp_path))
-    assert {"model.safetensors", "modeling_deit_lt.py", "configuration_deit_lt.py", "modeling_livt.py",
-            "configuration_livt.py", "losses.py"} <= files
+    assert {"model.safetensors", "modeling_deit_lt.py", "configuration_deit_lt.py", "modeling_vit.py",
+            "configuration_vit.py", "losses.py"} <= files
+    assert "modeling_livt.py" not in files  # DeiT-LT's remote code needs only the shared encoder, not LiVT's model
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "deit_lt" and saved["class_counts"] == COUNTS
     assert saved["auto_map"]["AutoModelForImageClassification"].endswith("DeiTLTForImageClassification")
@@ -227,9 +228,9 @@ def _mgp_checkpoint(path):
     return mgp
 
 
-def test_from_livt_pretrained_copies_the_encoder(tmp_path):
+def test_deit_lt_from_livt_copies_the_encoder(tmp_path):
     mgp = _mgp_checkpoint(tmp_path / "mgp")
-    student = ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "mgp", num_labels=4, class_counts=COUNTS)
+    student = ml.deit_lt_from_livt(tmp_path / "mgp", num_labels=4, class_counts=COUNTS)
     assert student.config.class_counts == COUNTS and student.config.num_labels == 4
     assert student.config.drop_path_rate == 0.1  # the DeiT default, not the MGP one
     src = mgp.livt.state_dict()
@@ -245,26 +246,32 @@ def test_from_livt_pretrained_copies_the_encoder(tmp_path):
     assert dst["embeddings.distillation_token"].std().item() > 0.005  # fresh, trunc_normal(0.02)
     assert torch.count_nonzero(student.classifier.bias) == 0 and student.classifier.weight.std() > 0.005
     assert all(p.requires_grad for p in student.parameters())  # MGP froze the position embeddings; DeiT-LT trains them
-    # the same through from_pretrained (the config says model_type "livt")
-    routed = ml.DeiTLTForImageClassification.from_pretrained(tmp_path / "mgp", num_labels=4)
+    # the same through load_deit_lt_student (the config says model_type "livt"); from_pretrained would load none of
+    # the weights (other key names), so it refuses, pointing to the conversion
+    routed = ml.load_deit_lt_student(tmp_path / "mgp", num_labels=4)
     for key, value in src.items():
         if key != "embeddings.position_embeddings":
             assert torch.equal(routed.deit_lt.state_dict()[key], value), key
+    with pytest.raises(ValueError, match=r"LiVT checkpoint .*deit_lt_from_livt"):
+        ml.DeiTLTForImageClassification.from_pretrained(tmp_path / "mgp")
+    with pytest.raises(ValueError, match=r"LiVT checkpoint .*deit_lt_from_livt"):
+        ml.DeiTLTConfig.from_pretrained(tmp_path / "mgp")
     # a fresh DIST position, and a finished student saves / reloads as a normal DeiT-LT
-    fresh = ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "mgp", distillation_position="fresh")
+    fresh = ml.deit_lt_from_livt(tmp_path / "mgp", distillation_position="fresh")
     assert not torch.equal(fresh.deit_lt.embeddings.position_embeddings[:, 1], src_pos[:, 0])
     student.save_pretrained(tmp_path / "student")
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "student").eval()
     torch.testing.assert_close(reloaded(_pixels()).logits, student.eval()(_pixels()).logits, rtol=0, atol=0)
+    assert type(ml.load_deit_lt_student(tmp_path / "student")) is ml.DeiTLTForImageClassification
     with pytest.raises(TypeError, match="not_a_field"):
-        ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "mgp", not_a_field=1)
+        ml.deit_lt_from_livt(tmp_path / "mgp", not_a_field=1)
 
 
 def test_from_livt_classifier_carries_labels_and_resizes(tmp_path):
     torch.manual_seed(2)
     clf = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, id2label={i: f"c{i}" for i in range(4)}))
     clf.save_pretrained(tmp_path / "clf")
-    student = ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "clf", image_size=48)
+    student = ml.deit_lt_from_livt(tmp_path / "clf", image_size=48)
     assert student.config.id2label == {i: f"c{i}" for i in range(4)} and student.config.class_counts == COUNTS
     assert student.config.image_size == 48
     src_pos = clf.livt.embeddings.position_embeddings.detach()
@@ -277,13 +284,13 @@ def test_from_livt_classifier_carries_labels_and_resizes(tmp_path):
     torch.testing.assert_close(student.deit_lt.layers[1].attn.qkv.weight, clf.livt.layers[1].attn.qkv.weight,
                                rtol=0, atol=0)
     assert student(_pixels(2, size=48)).logits.shape == (2, 4)
-    same = ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "clf", num_labels=4)
+    same = ml.deit_lt_from_livt(tmp_path / "clf", num_labels=4)
     assert same.config.id2label[3] == "c3" and same.config.class_counts == COUNTS
-    other = ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "clf", num_labels=6)
+    other = ml.deit_lt_from_livt(tmp_path / "clf", num_labels=6)
     assert other.config.num_labels == 6 and other.config.class_counts is None
     ml.DeiTLTForImageClassification(tiny_config()).save_pretrained(tmp_path / "deit")
     with pytest.raises(ValueError, match="not a LiVT checkpoint"):
-        ml.DeiTLTForImageClassification.from_livt_pretrained(tmp_path / "deit")
+        ml.deit_lt_from_livt(tmp_path / "deit")
 
 
 def test_gradient_checkpointing_matches():
@@ -422,9 +429,9 @@ def test_config_saved_with_the_old_trainer_fields_still_loads(tmp_path):
 
 def test_model_type_is_none_only_for_a_folder_without_config(tmp_path):
     """A folder without config.json is "not a model" (None); an unreadable config raises, never swallowed."""
-    from modeling_livt.models.modeling_deit_lt import _model_type
+    from modeling_livt.hub.convert import checkpoint_model_type
 
-    assert _model_type(tmp_path, {}) is None
+    assert checkpoint_model_type(tmp_path) is None
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(OSError):
-        _model_type(tmp_path, {})
+        checkpoint_model_type(tmp_path)

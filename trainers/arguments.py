@@ -440,7 +440,7 @@ class DeiTLTModelArguments(ViTModelArguments):
         default=None,
         metadata={
             "help": "Start from a DeiT-LT checkpoint, or from a LiVT one (MGP or fine-tuned: the combined LiVT -> "
-            "DeiT-LT recipe, via DeiTLTForImageClassification.from_pretrained); none = from scratch."
+            "DeiT-LT recipe, via modeling_livt.deit_lt_from_livt); none = from scratch."
         },
     )
     config_name: str = field(

@@ -242,7 +242,7 @@ class ViTClassificationScript(ClassificationScript):
         return self.load_pretrained(self.model_args.model_name_or_path, **kwargs)
 
     def load_pretrained(self, model_name_or_path: str, **kwargs) -> PreTrainedModel:
-        """`model_class.from_pretrained` (DeiT-LT's routes a LiVT checkpoint to the combined recipe itself)."""
+        """`model_class.from_pretrained` (run_deit_lt.py's: `load_deit_lt_student`, which also takes a LiVT folder)."""
         return self.model_class.from_pretrained(model_name_or_path, **kwargs)
 
 

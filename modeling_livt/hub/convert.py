@@ -25,6 +25,7 @@ lists): a file that pickles anything else raises `CheckpointLoadError` explainin
 fallback to `weights_only=False`.
 """
 
+import dataclasses
 import logging
 import math
 import numbers
@@ -39,7 +40,7 @@ from ..config_overrides import check_override_keys, config_keys, parse_config_ov
 from ..data.official_eval import folder_mean_std, official_eval_image_processor, official_mean_std
 from ..models.configuration_deit_lt import DeiTLTConfig
 from ..models.configuration_livt import LiVTConfig
-from ..models.configuration_vit import LOSS_TYPES
+from ..models.configuration_vit import ENCODER_FIELDS, LOSS_TYPES
 from ..models.modeling_deit_lt import DeiTLTForImageClassification, DeiTLTModel
 from ..models.modeling_livt import LiVTForImageClassification, LiVTForMaskedImageModeling, LiVTModel
 from .checkpoint_io import (
@@ -423,6 +424,138 @@ def convert_checkpoint(source: str, checkpoint, output_dir=None, config_override
     return model
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# LiVT -> DeiT-LT: the combined recipe's student
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading arguments `deit_lt_from_livt` passes to the loaders; every other keyword is a `DeiTLTConfig` field.
+HUB_LOADING_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+
+
+class _LiVTEncoderSource(LiVTModel):
+    """LiVT's encoder, loaded from any LiVT checkpoint: the MGP decoder and a classifier's `fc_norm` / head are expected
+    leftovers, and a mean-pooling classifier has no final norm (the student then keeps its fresh one)."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^fc_norm\.", r"^classifier\."]
+    _keys_to_ignore_on_load_missing = [r"^layernorm\."]
+
+
+def checkpoint_model_type(pretrained_model_name_or_path, **hub_kwargs) -> str | None:
+    """`model_type` of a checkpoint's config, or None when a local folder has no config.json (not a model: the normal
+    loading path then says what it lacks). Every other error (unreadable config, Hub access) is raised as it is."""
+    folder = os.path.join(str(pretrained_model_name_or_path), hub_kwargs.get("subfolder") or "")
+    if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
+        return None
+    config_dict, _ = LiVTConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+    return config_dict.get("model_type")
+
+
+def _student_config(livt_config: LiVTConfig, config_overrides: dict) -> DeiTLTConfig:
+    """The student's config: the LiVT encoder's fields, the label space of a fine-tuned LiVT classifier (or of a
+    config with class counts) unless `num_labels` / `id2label` change it, then `config_overrides`."""
+    fields = {name: getattr(livt_config, name) for name in ENCODER_FIELDS}
+    labels = {}
+    is_classifier = any("ForImageClassification" in a for a in (livt_config.architectures or []))
+    if is_classifier or livt_config.class_counts is not None:
+        labels["id2label"] = {int(k): v for k, v in livt_config.id2label.items()}
+        if livt_config.class_counts is not None:
+            labels["class_counts"] = list(livt_config.class_counts)
+    if "id2label" in config_overrides:
+        new_num_labels = len(config_overrides["id2label"])
+    else:
+        new_num_labels = config_overrides.pop("num_labels", None)  # id2label below carries it when it agrees
+    if new_num_labels is not None and new_num_labels != len(labels.get("id2label", ())):
+        labels = {"num_labels": new_num_labels} if "id2label" not in config_overrides else {}
+    return DeiTLTConfig(**{**fields, **labels, **config_overrides})
+
+
+@torch.no_grad()
+def copy_livt_encoder(source: LiVTModel, target: DeiTLTModel, distillation_position: str = "cls") -> None:
+    """LiVT's encoder into a DeiT-LT one of the same sizes: patch embedding, CLS token, blocks, final norm, and the
+    position embeddings `[1, 1 + L, D]` -> `[1, 2 + L, D]` (CLS -> CLS, patches -> patches; the DIST row a copy of
+    the CLS one with `distillation_position="cls"`, left as initialised with `"fresh"`)."""
+    source_state = source.state_dict()
+    target.embeddings.patch_embeddings.load_state_dict(source.embeddings.patch_embeddings.state_dict())
+    target.embeddings.cls_token.copy_(source_state["embeddings.cls_token"])
+    source_pos = source_state["embeddings.position_embeddings"]  # [1, 1 + L, D]
+    target_pos = target.embeddings.position_embeddings  # [1, 2 + L, D]
+    if source_pos.shape[1] + 1 != target_pos.shape[1]:
+        raise ValueError(
+            f"position embeddings of the LiVT checkpoint {tuple(source_pos.shape)} don't fit the DeiT-LT student "
+            f"{tuple(target_pos.shape)}."
+        )
+    target_pos[:, 0] = source_pos[:, 0]
+    if distillation_position == "cls":
+        target_pos[:, 1] = source_pos[:, 0]
+    target_pos[:, 2:] = source_pos[:, 1:]
+    target.layers.load_state_dict(source.layers.state_dict())
+    # a checkpoint without a final norm leaves the source's at its 1 / 0 init: the same as a fresh DeiT norm
+    target.layernorm.load_state_dict(source.layernorm.state_dict())
+
+
+def deit_lt_from_livt(
+    pretrained_model_name_or_path,
+    distillation_position: str = "cls",
+    attn_implementation: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    **config_overrides,
+) -> DeiTLTForImageClassification:
+    """A DeiT-LT student initialised from a LiVT checkpoint (MGP `LiVTForMaskedImageModeling`, or a fine-tuned
+    `LiVTForImageClassification`): the combined LiVT -> DeiT-LT recipe.
+
+    Copied from the LiVT encoder (`copy_livt_encoder`): patch embedding, CLS token, all blocks, the final norm (when
+    the checkpoint has one: MGP and `pooling="cls"` classifiers do; a mean-pooling classifier has none and its
+    `fc_norm` is not used, so the student's final norm keeps its fresh 1 / 0 init) and the position embeddings
+    (resized bicubically when `image_size` is overridden). The DIST position is a copy of the CLS position
+    (`distillation_position="cls"`, the default; an MGP checkpoint's CLS position is the zero row of its frozen
+    sin-cos table) or freshly drawn (`"fresh"`, trunc_normal(0.02)). Fresh: the distillation token, both heads.
+    Dropped: the MGP decoder, LiVT's `fc_norm` and head.
+
+    The encoder fields (sizes, eps, ...) come from the LiVT config; `config_overrides` set any `DeiTLTConfig` field
+    (e.g. `num_labels`, `id2label`, `class_counts`, `cls_loss_type`, `drop_path_rate`, `image_size`). Labels and
+    `class_counts` are carried over from a fine-tuned LiVT classifier, not from an MGP checkpoint. Hub arguments
+    (`HUB_LOADING_KWARGS`) are passed to the loader; `dtype` casts the result (float32 by default).
+    """
+    if distillation_position not in ("cls", "fresh"):
+        raise ValueError(f"distillation_position={distillation_position!r} must be 'cls' or 'fresh'.")
+    hub_kwargs = {key: config_overrides.pop(key) for key in HUB_LOADING_KWARGS if key in config_overrides}
+    allowed = {f.name for f in dataclasses.fields(DeiTLTConfig)} | {"num_labels"}
+    unknown = sorted(set(config_overrides) - allowed)
+    if unknown:
+        raise TypeError(
+            f"deit_lt_from_livt got {unknown}, which are neither DeiTLTConfig fields nor loading arguments."
+        )
+    config_dict, _ = LiVTConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+    if config_dict.get("model_type") != "livt":
+        raise ValueError(
+            f"{pretrained_model_name_or_path} is not a LiVT checkpoint: its config has "
+            f"model_type={config_dict.get('model_type')!r}, not 'livt'."
+        )
+    livt_config = LiVTConfig.from_dict(config_dict)
+    config = _student_config(livt_config, config_overrides)
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    # the LiVT encoder, loaded by its own class (handles shards, dtype, key prefixes)
+    source = _LiVTEncoderSource.from_pretrained(
+        pretrained_model_name_or_path, config=livt_config, dtype=torch.float32, **hub_kwargs
+    )
+    if config.image_size != livt_config.image_size:
+        source.resize_position_embeddings(config.image_size)
+    model = DeiTLTForImageClassification(config)
+    copy_livt_encoder(source, model.deit_lt, distillation_position)
+    if dtype is not None and dtype != "auto":
+        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    return model
+
+
+def load_deit_lt_student(pretrained_model_name_or_path, **kwargs) -> DeiTLTForImageClassification:
+    """A DeiT-LT student from a checkpoint: `DeiTLTForImageClassification.from_pretrained` for a DeiT-LT folder,
+    `deit_lt_from_livt` (the keyword arguments as its config overrides) for a LiVT one."""
+    hub_kwargs = {key: kwargs[key] for key in HUB_LOADING_KWARGS if key in kwargs}
+    if checkpoint_model_type(pretrained_model_name_or_path, **hub_kwargs) == "livt":
+        return deit_lt_from_livt(pretrained_model_name_or_path, **kwargs)
+    return DeiTLTForImageClassification.from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
 __all__ = [
     "SOURCES",
     "CheckpointLoadError",
@@ -432,9 +565,12 @@ __all__ = [
     "convert_checkpoint",
     "convert_file",
     "convert_folder",
+    "copy_livt_encoder",
+    "deit_lt_from_livt",
     "extract_state_dict",
     "infer_livt_config",
     "infer_timm_config",
+    "load_deit_lt_student",
     "load_official_checkpoint",
     "parse_config_overrides",
     "port_state_dict",

@@ -53,5 +53,17 @@ class DeiTLTConfig(LongTailViTEncoderConfig):
             kwargs.pop(name, None)
         super().__post_init__(**kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """A LiVT config is refused: its weights sit under other names, so `from_pretrained` would start every weight
+        from scratch; the combined recipe converts them instead."""
+        if config_dict.get("model_type") == "livt":
+            raise ValueError(
+                "This is a LiVT checkpoint (model_type 'livt'), not a DeiT-LT one: from_pretrained would load none of "
+                "its weights. Start a DeiT-LT student from it with modeling_livt.deit_lt_from_livt(path, ...) or "
+                "`run_deit_lt.py --model_name_or_path PATH` (the combined LiVT -> DeiT-LT recipe)."
+            )
+        return super().from_dict(config_dict, **kwargs)
+
 
 __all__ = ["DeiTLTConfig", "DEIT_LT_PRESETS"]

@@ -13,23 +13,17 @@ both heads.
 This file is copied next to saved models as remote code: only single-dot sibling imports of our package.
 """
 
-import dataclasses
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PreTrainedConfig
 from transformers import initialization as init
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_deit_lt import DeiTLTConfig
-from .configuration_livt import LiVTConfig
-from .configuration_vit import ENCODER_FIELDS
-from .modeling_livt import LiVTModel
 from .modeling_vit import LongTailViTEmbeddings, LongTailViTEncoderModel, LongTailViTPreTrainedModel
 from .posthoc_adjustment import apply_posthoc
 
@@ -150,133 +144,6 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
             loss=loss, logits=logits, cls_logits=cls_logits, distillation_logits=distillation_logits,
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
         )
-
-    # -----------------------------------------------------------------------------------------------------------------
-    # Combined recipe: a DeiT-LT student initialised from a LiVT MGP (or fine-tuned LiVT) checkpoint
-    # -----------------------------------------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`from_pretrained`; a LiVT checkpoint (config `model_type` "livt") is routed to `from_livt_pretrained`, with
-        the keyword arguments as config overrides (plus `distillation_position`, `attn_implementation`)."""
-        from_livt = kwargs.get("config") is None and not model_args
-        if from_livt and _model_type(pretrained_model_name_or_path, kwargs) == "livt":
-            return cls.from_livt_pretrained(pretrained_model_name_or_path, **kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-
-    @classmethod
-    def from_livt_pretrained(
-        cls,
-        pretrained_model_name_or_path,
-        distillation_position: str = "cls",
-        attn_implementation: str | None = None,
-        dtype: torch.dtype | str | None = None,
-        **config_overrides,
-    ) -> "DeiTLTForImageClassification":
-        """Initialise a DeiT-LT student from a LiVT checkpoint (MGP `LiVTForMaskedImageModeling`, or a fine-tuned
-        `LiVTForImageClassification`): the combined LiVT -> DeiT-LT recipe.
-
-        Copied from the LiVT encoder: patch embedding, CLS token, all blocks, the final norm (when the checkpoint has
-        one: MGP and `pooling="cls"` classifiers do; a mean-pooling classifier has none and its `fc_norm` is not used,
-        so the student's final norm keeps its fresh 1 / 0 init) and the position embeddings:
-        CLS position -> CLS position, patch positions -> patch positions (resized bicubically when `image_size` is
-        overridden). The DIST position is a copy of the CLS position (`distillation_position="cls"`, the default; an
-        MGP checkpoint's CLS position is the zero row of its frozen sin-cos table) or freshly drawn
-        (`distillation_position="fresh"`, trunc_normal(0.02)). Fresh: the distillation token, both heads. Dropped:
-        the MGP decoder, LiVT's `fc_norm` and head.
-
-        The encoder fields (sizes, eps, ...) come from the LiVT config; `config_overrides` set any `DeiTLTConfig`
-        field (e.g. `num_labels`, `id2label`, `class_counts`, `cls_loss_type`, `drop_path_rate`, `image_size`).
-        Labels and `class_counts` are carried over from a fine-tuned LiVT classifier, not from an MGP checkpoint.
-        Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`, `force_download`, `subfolder`) are passed
-        to the loader; `dtype` casts the result (float32 by default).
-        """
-        if distillation_position not in ("cls", "fresh"):
-            raise ValueError(f"distillation_position={distillation_position!r} must be 'cls' or 'fresh'.")
-        hub_kwargs = {key: config_overrides.pop(key) for key in _HUB_KWARGS if key in config_overrides}
-        allowed = {f.name for f in dataclasses.fields(DeiTLTConfig)} | {"num_labels"}
-        unknown = sorted(set(config_overrides) - allowed)
-        if unknown:
-            raise TypeError(
-                f"from_livt_pretrained got {unknown}, which are neither DeiTLTConfig fields nor loading arguments."
-            )
-        config_dict, _ = LiVTConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
-        if config_dict.get("model_type") != "livt":
-            raise ValueError(
-                f"{pretrained_model_name_or_path} is not a LiVT checkpoint: its config has "
-                f"model_type={config_dict.get('model_type')!r}, not 'livt'."
-            )
-        livt_config = LiVTConfig.from_dict(config_dict)
-        fields = {name: getattr(livt_config, name) for name in ENCODER_FIELDS}
-        # the label space of a fine-tuned LiVT classifier (or a config with class counts), unless overridden
-        labels = {}
-        is_classifier = any("ForImageClassification" in a for a in (livt_config.architectures or []))
-        if is_classifier or livt_config.class_counts is not None:
-            labels["id2label"] = {int(k): v for k, v in livt_config.id2label.items()}
-            if livt_config.class_counts is not None:
-                labels["class_counts"] = list(livt_config.class_counts)
-        if "id2label" in config_overrides:
-            new_num_labels = len(config_overrides["id2label"])
-        else:
-            new_num_labels = config_overrides.pop("num_labels", None)  # id2label below carries it when it agrees
-        if new_num_labels is not None and new_num_labels != len(labels.get("id2label", ())):
-            labels = {"num_labels": new_num_labels} if "id2label" not in config_overrides else {}
-        config = DeiTLTConfig(**{**fields, **labels, **config_overrides})
-        if attn_implementation is not None:
-            config._attn_implementation = attn_implementation
-
-        # the LiVT encoder, loaded by its own class (handles shards, dtype, key prefixes)
-        source = _LiVTEncoderSource.from_pretrained(
-            pretrained_model_name_or_path, config=livt_config, dtype=torch.float32, **hub_kwargs
-        )
-        if config.image_size != livt_config.image_size:
-            source.resize_position_embeddings(config.image_size)
-        source_state = source.state_dict()
-
-        model = cls(config)
-        target = model.deit_lt
-        with torch.no_grad():
-            target.embeddings.patch_embeddings.load_state_dict(source.embeddings.patch_embeddings.state_dict())
-            target.embeddings.cls_token.copy_(source_state["embeddings.cls_token"])
-            source_pos = source_state["embeddings.position_embeddings"]  # [1, 1 + L, D]
-            target_pos = target.embeddings.position_embeddings  # [1, 2 + L, D]
-            if source_pos.shape[1] + 1 != target_pos.shape[1]:
-                raise ValueError(
-                    f"position embeddings of the LiVT checkpoint {tuple(source_pos.shape)} don't fit the DeiT-LT "
-                    f"student {tuple(target_pos.shape)}."
-                )
-            target_pos[:, 0] = source_pos[:, 0]
-            if distillation_position == "cls":
-                target_pos[:, 1] = source_pos[:, 0]
-            target_pos[:, 2:] = source_pos[:, 1:]
-            target.layers.load_state_dict(source.layers.state_dict())
-            # a checkpoint without a final norm leaves the source's at its 1 / 0 init: the same as a fresh DeiT norm
-            target.layernorm.load_state_dict(source.layernorm.state_dict())
-        if dtype is not None and dtype != "auto":
-            model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-        return model
-
-
-class _LiVTEncoderSource(LiVTModel):
-    """LiVT's encoder, loaded from any LiVT checkpoint: the MGP decoder and a classifier's `fc_norm` / head are expected
-    leftovers, and a mean-pooling classifier has no final norm (the student then keeps its fresh one)."""
-
-    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^fc_norm\.", r"^classifier\."]
-    _keys_to_ignore_on_load_missing = [r"^layernorm\."]
-
-
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
-
-
-def _model_type(pretrained_model_name_or_path, kwargs) -> str | None:
-    """`model_type` of a checkpoint's config, or None when a local folder has no config.json (not a model: the normal
-    path then says what it lacks). Every other error (unreadable config, Hub access) is raised as it is."""
-    folder = os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
-    if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
-        return None
-    config_dict, _ = PreTrainedConfig.get_config_dict(
-        pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
-    )
-    return config_dict.get("model_type")
 
 
 __all__ = [
