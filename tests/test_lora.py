@@ -88,7 +88,7 @@ def test_vit_adapter_trains_lora_and_head_only(vit_run, vit_dir):
     assert any("classifier.modules_to_save" in name for name in trainable)
     # trained: LoRA's B starts at zero; the balanced loss is the trainer's (a ViT carries none of its own)
     assert any(p.abs().sum() > 0 for name, p in model.named_parameters() if "lora_B" in name)
-    assert not hasattr(model, "loss_fn") and script.trainer_kwargs()["loss_type"] == "bal_bce"
+    assert not hasattr(model, "labels_loss") and script.trainer_kwargs()["loss_type"] == "bal_bce"
     assert script.trainer_kwargs()["class_counts"] == script.prepared.data.class_counts
     # the frozen base weights are the checkpoint's, untouched by training
     original = ViTForImageClassification.from_pretrained(vit_dir)

@@ -65,7 +65,7 @@ def test_classifier_shapes_loss_and_unadjusted_logits():
 )
 def test_loss_type_selects_loss(loss_type, cls):
     model = ml.LiVTForImageClassification(tiny_livt_config(class_counts=COUNTS, loss_type=loss_type))
-    assert isinstance(model.loss_fn, cls)
+    assert isinstance(model.labels_loss, cls)
 
 
 def test_mean_pooling_head_structure_and_init():

@@ -48,12 +48,12 @@ class BalancedTrainer(LongTailTrainerMixin, Trainer):
         eval_data_collator, model_card_writer: as `LongTailTrainerMixin`.
     """
 
-    trains_with_model_loss = True  # a model with a loss of its own (ours: `loss_fn`) trains with it; False: never
+    trains_with_model_loss = True  # a model with a loss of its own (ours: `labels_loss`) trains with it; False: never
 
     def __init__(self, *args, class_counts=None, loss_type: str = "bal_bce", bal_tau: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         model = self.accelerator.unwrap_model(self.model)
-        ours = hasattr(model, "loss_fn")
+        ours = hasattr(model, "labels_loss")
         self.uses_model_loss = ours and self.trains_with_model_loss
         if self.uses_model_loss:
             self.class_counts = list(model.config.class_counts or [])

@@ -247,7 +247,7 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
         super().__init__(*args, **kwargs)
         model = self.accelerator.unwrap_model(self.model)
         config = model.config
-        if not hasattr(model, "loss_fn") or not hasattr(model, "distillation_classifier"):
+        if not hasattr(model, "labels_loss") or not hasattr(model, "distillation_classifier"):
             raise TypeError(
                 f"DeiTLTTrainer trains a DeiT-LT student (DeiTLTForImageClassification), got {type(model).__name__}."
             )
@@ -260,7 +260,7 @@ class DeiTLTTrainer(LongTailTrainerMixin, Trainer):
         self.class_counts = list(config.class_counts or [])
         check_class_balanced_beta(drw_beta, "drw_beta")
         self.drw_beta = drw_beta
-        self.deit_lt_loss = DeiTLTLoss(alpha=distillation_alpha, cls_loss=model.loss_fn)
+        self.deit_lt_loss = DeiTLTLoss(alpha=distillation_alpha, cls_loss=model.labels_loss)
 
         self.drw_callback = DRWCallback(self.set_drw, drw_epoch=drw_epoch, drw_step=drw_step)
         if self.drw_callback.enabled and not self.class_counts:

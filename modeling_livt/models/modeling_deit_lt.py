@@ -94,8 +94,9 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
     under `config.problem_type="multi_label_classification"`), `loss`.
 
     The model's own loss (labels only, no teacher, e.g. under a plain `transformers.Trainer`) trains **both** heads on
-    the labels, as DeiT does without a teacher: `loss = (loss_fn(cls_logits, labels) + loss_fn(distillation_logits,
-    labels)) / 2`, `loss_fn` being the loss `config.cls_loss_type` names (with its prior). Inference averages both
+    the labels, as DeiT does without a teacher: `loss = (labels_loss(cls_logits, labels) +
+    labels_loss(distillation_logits, labels)) / 2`, `labels_loss` being the loss `config.cls_loss_type` names (with
+    its prior). Inference averages both
     heads, so both must learn; a CLS-only loss would leave the DIST head at its random init. The full DeiT-LT objective
     `(1 - alpha) * cls + alpha * dist`, with the DIST head distilled from a CNN teacher's predictions, is computed by
     `DeiTLTTrainer` with `DeiTLTLoss` (it ignores this loss). With `return_dict=False` (argument or config) the output
@@ -134,8 +135,8 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
         logits = (cls_logits + distillation_logits) / 2
         loss = None
         if labels is not None:  # no teacher here: both heads learn the labels (DeiT without a teacher)
-            loss_fn = self.loss_fn
-            loss = (loss_fn(cls_logits, labels) + loss_fn(distillation_logits, labels)) / 2
+            labels_loss = self.labels_loss
+            loss = (labels_loss(cls_logits, labels) + labels_loss(distillation_logits, labels)) / 2
         if not self.training:  # post-hoc adjustments are for inference: no training loss sees them
             cls_features, distillation_features = self.forward_head(hidden_states, pre_logits=True)
             heads = [(cls_features, self.classifier), (distillation_features, self.distillation_classifier)]

@@ -282,13 +282,13 @@ class LiVTForImageClassification(LiVTPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> LiVTImageClassifierOutput:
         """`labels`: int `[N]` or soft `[N, C]` for the configured loss, multi-hot `[N, C]` under
-        `config.problem_type="multi_label_classification"` (`loss_fn`). With `return_dict=False` (argument or config):
-        `output.to_tuple()`, i.e. (loss when labels were given, logits, then hidden_states / attentions when asked
-        for)."""
+        `config.problem_type="multi_label_classification"` (`labels_loss`). With `return_dict=False` (argument or
+        config): `output.to_tuple()`, i.e. (loss when labels were given, logits, then hidden_states / attentions when
+        asked for)."""
         outputs = self.forward_features(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         hidden_states = outputs.last_hidden_state
         logits = self.forward_head(hidden_states)
-        loss = self.loss_fn(logits, labels) if labels is not None else None
+        loss = self.labels_loss(logits, labels) if labels is not None else None
         if not self.training and has_posthoc(self.config):  # for inference: no training loss sees them
             heads = [(self.forward_head(hidden_states, pre_logits=True), self.classifier)]
             logits = apply_posthoc(self.config, logits, heads)

@@ -350,7 +350,7 @@ class LongTailViTPreTrainedModel(PreTrainedModel):
         return self.base_model(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
 
     @property
-    def loss_fn(self) -> nn.Module:
+    def labels_loss(self) -> nn.Module:
         """The loss a forward with `labels` computes (per head, for DeiT-LT): the one the config's loss field names
         (`loss_type` for LiVT, `cls_loss_type` for DeiT-LT) with its prior, or, with
         `config.problem_type="multi_label_classification"`, BCE with logits over multi-hot labels (`build_labels_loss`);
