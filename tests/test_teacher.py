@@ -323,7 +323,8 @@ def test_warmup_epochs_become_optimizer_steps(tmp_path, flags, warmup_steps):
     args = _args(tmp_path, lr_scheduler_type="linear", **{"warmup_steps": 0, **flags})
     trainer = TeacherTrainer(model=_resnet(), args=args, train_dataset=ds, class_counts=COUNTS)
     trainer.create_optimizer_and_scheduler(num_training_steps=4 * flags["num_train_epochs"])
-    assert trainer.args.warmup_steps == warmup_steps
+    assert trainer.warmup_optimizer_steps(4 * flags["num_train_epochs"]) == warmup_steps
+    assert trainer.args.warmup_steps == flags.get("warmup_steps", 0)  # the arguments are left as given
     lrs = []
     for _ in range(warmup_steps + 1):
         lrs.append(trainer.lr_scheduler.get_last_lr()[0])
@@ -332,6 +333,19 @@ def test_warmup_epochs_become_optimizer_steps(tmp_path, flags, warmup_steps):
     assert lrs[-1] == pytest.approx(0.05)  # the peak right after the warmup
     if warmup_steps:
         assert lrs[0] == 0.0 and lrs[warmup_steps // 2] == pytest.approx(0.05 * (warmup_steps // 2) / warmup_steps)
+
+
+def test_warmup_epochs_under_max_steps_count_the_dataloaders_steps_per_epoch(tmp_path):
+    """--max_steps 6 over 4 optimizer steps per epoch: 1 warmup epoch is 4 steps (the linear ramp reaches the peak
+    lr 0.05 after step 4), read from Trainer's own count; a second train() gets the same schedule again."""
+    args = _args(tmp_path, lr_scheduler_type="constant_with_warmup", max_steps=6, warmup_epochs=1)
+    trainer = TeacherTrainer(model=_resnet(), args=args, train_dataset=_dataset(n=32), class_counts=COUNTS)
+    for _ in range(2):
+        trainer.train()
+        lrs = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+        # the lr logged at step k is the one the step used: k-1 of 4 warmup increments, then the peak
+        assert lrs == pytest.approx([0.0, 0.0125, 0.025, 0.0375, 0.05, 0.05])
+        assert trainer.args.warmup_steps == 0
 
 
 def test_warmup_flags_refused_together_or_too_long(tmp_path):

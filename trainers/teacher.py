@@ -13,7 +13,7 @@ import logging
 
 import torch
 from torch import nn
-from transformers import AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoImageProcessor, AutoModelForImageClassification, get_scheduler
 
 from modeling_livt.data.transforms import image_processor_input_size
 from modeling_livt.models.losses import ClassWeightedLoss, LDAMLoss, class_balanced_weights
@@ -183,6 +183,9 @@ class TeacherTrainer(BalancedTrainer):
     """
 
     trains_with_model_loss = False  # one of our ViTs as the teacher trains with the teacher's loss, not its config's
+    # SAM's ascent step takes the norm of the gradients: untested on the shards FSDP leaves each process with
+    fsdp_refusal = ("the teacher trains with SAM, which is not supported under FSDP; train it with DDP (accelerate "
+                    "launch --multi_gpu) or on one device.")
 
     def __init__(
         self,
@@ -272,20 +275,38 @@ class TeacherTrainer(BalancedTrainer):
             )
         return self.optimizer
 
+    def set_initial_training_values(self, args, dataloader):
+        """Trainer's own; the optimizer steps per epoch are kept for `--warmup_epochs` (no second dataloader)."""
+        values = super().set_initial_training_values(args, dataloader)
+        self._update_steps_per_epoch = values[1]
+        return values
+
+    def warmup_optimizer_steps(self, num_training_steps: int) -> int:
+        """`--warmup_steps` as Trainer reads it, or else `--warmup_epochs` (default: `DEFAULT_WARMUP_EPOCHS`, at most
+        a quarter of the run) times the optimizer steps per epoch."""
+        args = self.args
+        if args.warmup_steps or not isinstance(args, TeacherTrainingArguments):
+            return args.get_warmup_steps(num_training_steps)
+        steps_per_epoch = getattr(self, "_update_steps_per_epoch", None)
+        if steps_per_epoch is None:  # called outside train(): the epoch-based schedule's own count
+            steps_per_epoch = num_training_steps / args.num_train_epochs
+        epochs = args.warmup_epochs
+        if epochs is None:
+            epochs = min(DEFAULT_WARMUP_EPOCHS, num_training_steps / steps_per_epoch / 4)
+        return max(1, round(epochs * steps_per_epoch)) if epochs > 0 else 0
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        """The schedule with `--warmup_epochs` turned into optimizer steps (epochs x update steps per epoch)."""
-        if isinstance(self.args, TeacherTrainingArguments) and not self.args.warmup_steps and \
-                self.lr_scheduler is None:
-            if self.args.max_steps > 0:
-                steps_per_epoch = len(self.get_train_dataloader()) // self.args.gradient_accumulation_steps
-            else:
-                steps_per_epoch = num_training_steps / self.args.num_train_epochs
-            epochs = self.args.warmup_epochs
-            if epochs is None:
-                epochs = min(DEFAULT_WARMUP_EPOCHS, num_training_steps / steps_per_epoch / 4)
-            self.args.warmup_steps = max(1, round(epochs * steps_per_epoch)) if epochs > 0 else 0
-            logger.info("Warmup: %.3g epochs = %d optimizer steps", epochs, self.args.warmup_steps)
-        return super().create_scheduler(num_training_steps, optimizer)
+        """Trainer's schedule with the warmup of `warmup_optimizer_steps` (the arguments are left as given)."""
+        if self.lr_scheduler is None:
+            warmup = self.warmup_optimizer_steps(num_training_steps)
+            logger.info("Warmup: %d optimizer steps", warmup)
+            self.lr_scheduler = get_scheduler(
+                self.args.lr_scheduler_type, optimizer=self.optimizer if optimizer is None else optimizer,
+                num_warmup_steps=warmup, num_training_steps=num_training_steps,
+                scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+            )
+            self._created_lr_scheduler = True  # as Trainer's: recreated on the next train()
+        return self.lr_scheduler
 
     def saved_state_dict(self, state_dict: dict) -> dict:
         """A timm teacher (`--teacher_arch timm:NAME`) is saved with timm's own key names, so that both
