@@ -63,10 +63,11 @@ def main(argv=None) -> dict:
     trainer, prepared = build_trainer(argv)
     training_args = trainer.args
     train_metrics = train_and_save(trainer, training_args)
-    if training_args.num_reconstruction_images > 0 and trainer.is_world_process_zero():
+    # under FSDP every process runs the model (its forward pass gathers each process's shard); the main one draws
+    if training_args.num_reconstruction_images > 0 and (trainer.is_world_process_zero() or trainer.is_fsdp_enabled):
         save_reconstructions(
             trainer.model, prepared, training_args.output_dir, training_args.num_reconstruction_images,
-            seed=training_args.seed,
+            seed=training_args.seed, write=trainer.is_world_process_zero(),
         )
     push_and_end(trainer, training_args)
     return train_metrics

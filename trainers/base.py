@@ -22,6 +22,7 @@ from modeling_livt.hub.repos import check_hub_offline
 from .class_sampling import ClassAwareSampler, dataset_labels, training_epochs
 from .ema import EMA_DIR_NAME, EMA_WEIGHTS_NAME, ModelEMACallback, check_ema_checkpoint
 from .freezing import freeze_encoder
+from .fsdp import check_fsdp, plain_model_class
 from .optim import build_optimizer, check_optimizer_choice
 from .sampling import AugmentationEpochCallback, RepeatedAugmentationSampler, repeat_rows, seeded_transforms
 
@@ -71,6 +72,7 @@ class LongTailTrainerMixin:
                  **kwargs):
         check_hub_access(kwargs.get("args", args[1] if len(args) > 1 else None))  # Trainer creates the repo in init
         super().__init__(*args, **kwargs)
+        check_fsdp(self)  # an FSDP request is honoured (FSDP2, full state dict) or refused, never dropped
         # Gradient accumulation, declared here only: our losses are batch means, so Trainer must divide them by the
         # accumulation steps itself (a model whose forward takes **kwargs would otherwise be trusted to do it).
         self.model_accepts_loss_kwargs = False
@@ -257,6 +259,11 @@ class LongTailTrainerMixin:
             self.model_ema_callback.load(best)
         else:
             logger.warning("Best checkpoint %s has no %s: keeping the EMA of the last step.", best, EMA_WEIGHTS_NAME)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None):
+        """Under FSDP the model is saved under its own class (its code and `auto_map`), not `fully_shard`'s."""
+        with plain_model_class(self.model) if self.is_fsdp_enabled else contextlib.nullcontext():
+            super()._save(output_dir, state_dict=state_dict)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """The final save also writes the EMA as `output_dir/ema/`, a folder `from_pretrained` loads as the model's.

@@ -63,10 +63,12 @@ def reconstruction_images(prepared, num_images: int) -> tuple[torch.Tensor | Non
     return (torch.stack(images), name) if images else (None, name)
 
 
-def save_reconstructions(model, prepared, output_dir, num_images: int, seed: int = 0) -> str | None:
+def save_reconstructions(model, prepared, output_dir, num_images: int, seed: int = 0, write: bool = True) -> str | None:
     """Draw `mgp_reconstructions.png` in `output_dir`: `num_images` validation images (training images through the
     eval transform without a validation split), one row each: original / masked input / reconstruction /
-    reconstruction with the visible patches pasted back in. Returns its path, or None when no image was readable."""
+    reconstruction with the visible patches pasted back in. Returns its path, or None when no image was readable.
+    `write=False` runs the model and writes nothing (the other processes of an FSDP run, whose shards the forward
+    pass gathers)."""
     pixel_values, split_name = reconstruction_images(prepared, num_images)
     if pixel_values is None:
         logger.warning("reconstruction grid: no image in the %s split, nothing drawn", split_name)
@@ -74,6 +76,8 @@ def save_reconstructions(model, prepared, output_dir, num_images: int, seed: int
     grid = mgp_reconstruction_grid(
         model, pixel_values, image_mean=prepared.mean, image_std=prepared.std, seed=seed
     )
+    if not write:
+        return None
     path = plot_mgp_reconstructions(
         grid, os.path.join(output_dir, RECONSTRUCTIONS_FILE),
         title=f"MGP reconstructions ({split_name}, mask ratio {model.config.mask_ratio:g}, "
