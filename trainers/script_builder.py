@@ -306,7 +306,9 @@ def shared_recipe(training_args, aug_args: AugmentationArguments, image_size: in
     return {
         "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
         else f"{training_args.num_train_epochs} epochs",
-        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
+        # the effective batch of one optimizer step: every process's, accumulated (a 2 x 16 run is a 32 run)
+        "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+        * training_args.world_size,
         "learning rate": training_args.learning_rate,
         "mixup / cutmix / label smoothing": f"{aug_args.mixup} / {aug_args.cutmix} / {aug_args.label_smoothing}",
         "RandAugment / random erasing": f"{aug_args.auto_augment if aug_args.rand_augment else 'off'} / "
