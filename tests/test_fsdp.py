@@ -18,7 +18,9 @@ The references, and why they must agree (the design of test_ddp.py, whose helper
 """
 
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,10 +33,12 @@ from tests.test_ddp import (
     ATOL,
     DATA,
     ENCODER,
+    LAUNCH_TIMEOUT_S,
     ROOT,
     SAME_IN_ANY_LAYOUT,
     assert_clean_two_process_run,
     assert_same_weights,
+    free_port,
     launch_two_processes,
     max_difference,
     weights,
@@ -66,6 +70,27 @@ LAYOUT_FILES = re.compile(r"^(pytorch_model_fsdp\.bin|optimizer\.bin|optimizer\.
 def launch_fsdp(script: str, args: list[str], cwd: Path):
     result = launch_two_processes(script, args + FSDP, cwd, runner="fsdp_run_script.py")
     assert f"{FSDP_ON_CPU_LINE}: FSDP version 2" in result.stdout  # both processes really sharded (FSDP2)
+    assert "FSDP auto-wrap units: LongTailViTLayer" in result.stdout + result.stderr
+    return result
+
+
+def documented_config() -> str:
+    """The accelerate config of docs/command_line.md (multi-node ViT-L MGP)."""
+    blocks = re.findall(r"^```yaml\n(.*?)^```", (ROOT / "docs" / "command_line.md").read_text(),
+                        re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+def launch_with_config(config: str, script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file` (no --fsdp: the config asks for FSDP) through fsdp_run_script.py."""
+    config_file = cwd / "accelerate_config.yaml"
+    config_file.write_text(config)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
+           str(ROOT / "tests" / "fsdp_run_script.py"), str(ROOT / "scripts" / script), *args, "--log_level", "info"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S, env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-4000:]
     return result
 
 
@@ -235,3 +260,50 @@ def test_default_wrap_units_leave_out_the_block_holding_the_patch_embeddings():
     named.transformer_cls_names_to_wrap = ["Mine"]  # the user's choice (fsdp_config transformer_layer_cls_to_wrap)
     set_default_wrap_units(named, LiVTForMaskedImageModeling(tiny_livt_config()))
     assert named.transformer_cls_names_to_wrap == ["Mine"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The documented multi-node config (docs/command_line.md) is one accelerate reads as FSDP2, full state dict, our units
+# ---------------------------------------------------------------------------------------------------------------------
+def test_documented_multi_node_config_gives_fsdp2_with_full_state_dict(tmp_path, monkeypatch):
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    text = (ROOT / "docs" / "command_line.md").read_text()
+    config_file = tmp_path / "fsdp_2x8.yaml"
+    config_file.write_text(documented_config())
+    config = ClusterConfig.from_yaml_file(str(config_file))  # raises on keys accelerate does not know
+    assert config.distributed_type == DistributedType.FSDP and config.num_machines == 2
+
+    args = launch_command_parser().parse_args(["--config_file", str(config_file), "scripts/run_mgp.py"])
+    args, _, _ = _validate_launch_command(args)
+    env = prepare_multi_gpu_env(args)  # what `accelerate launch --config_file` hands each process
+    assert env["ACCELERATE_USE_FSDP"] == "true"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()  # as Accelerator builds it from that environment
+    assert plugin.fsdp_version == 2
+    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
+    assert plugin.transformer_cls_names_to_wrap == ["LongTailViTLayer"]
+    from modeling_livt import LIVT_PRESETS
+
+    assert "--config_name large" in text and "large" in LIVT_PRESETS  # the ViT-L preset the command names
+
+
+def test_documented_config_on_one_cpu_machine_trains_as_the_fsdp_flag(mgp_fsdp):
+    """The documented config's FSDP settings, on 1 machine x 2 CPU processes: the run `--fsdp` gives (same weights)."""
+    root = mgp_fsdp
+    local = {"num_machines": "1", "num_processes": "2", "machine_rank": "0", "main_process_ip": "127.0.0.1",
+             "main_process_port": str(free_port()), "mixed_precision": "'no'", "use_cpu": "true"}
+    config = documented_config()
+    for key, value in local.items():
+        config, count = re.subn(rf"^{key}: .*$", f"{key}: {value}", config, flags=re.MULTILINE)
+        assert count == 1, key
+    out = root / "config_launch" / "mgp"
+    result = launch_with_config(config, "run_mgp.py", MGP + ["--per_device_train_batch_size", "16", "--output_dir",
+                                                             str(out)], root)
+    assert f"{FSDP_ON_CPU_LINE}: FSDP version 2" in result.stdout
+    assert_clean_two_process_run(result, steps=4)
+    assert_same_weights(weights(out), weights(root / "fsdp" / "mgp"))
