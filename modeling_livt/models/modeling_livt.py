@@ -184,8 +184,9 @@ class LiVTForMaskedImageModeling(LiVTPreTrainedModel):
         """`[N, 3, H, W]` -> `[N, L, p*p*3]` (MAE's order: patch rows, patch cols, then p, p, channels)."""
         p = self.config.patch_size
         batch_size, channels, height, width = pixel_values.shape
-        x = pixel_values.reshape(batch_size, channels, height // p, p, width // p, p)
-        return torch.einsum("nchpwq->nhwpqc", x).reshape(batch_size, (height // p) * (width // p), p * p * channels)
+        # channels last first: two copies with contiguous p*3 runs, ~2x faster on CPU than one 6-d permute copy
+        x = pixel_values.permute(0, 2, 3, 1).reshape(batch_size, height // p, p, width // p, p * channels)
+        return x.transpose(2, 3).reshape(batch_size, (height // p) * (width // p), p * p * channels)
 
     def unpatchify(self, patches: torch.Tensor, image_size: tuple[int, int] | None = None) -> torch.Tensor:
         """`[N, L, p*p*3]` -> `[N, 3, H, W]`."""
@@ -197,12 +198,14 @@ class LiVTForMaskedImageModeling(LiVTPreTrainedModel):
 
     def forward_loss(self, pixel_values: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean over masked patches of the per-patch MSE; targets normalised per patch (unbiased var, eps 1e-6)."""
-        target = self.patchify(pixel_values)
+        target = self.patchify(pixel_values)  # [N, L, p*p*3]
         if self.config.norm_pix_loss:
+            # two-pass mean / unbiased variance: torch.var's CPU kernel (Welford) is ~20x slower on [N, L, p*p*3]
             mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)
-            target = (target - mean) / (var + 1.0e-6) ** 0.5
-        loss = ((pred.float() - target.float()) ** 2).mean(dim=-1)  # [N, L]
+            centered = target - mean
+            var = centered.square().sum(dim=-1, keepdim=True) / (target.shape[-1] - 1)
+            target = centered / (var + 1.0e-6) ** 0.5
+        loss = nn.functional.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=-1)  # [N, L]
         return (loss * mask).sum() / mask.sum()
 
     @can_return_tuple
