@@ -417,14 +417,14 @@ def build_teacher_model(model_args, data, image_size: int, mean=None, std=None) 
     if model_args.model_name_or_path:
         if model_args.teacher_arch is not None:
             raise ValueError("Give --model_name_or_path (a pretrained classifier) or --teacher_arch, not both.")
+        # the checkpoint's config with the data's label space (the head's new shape is not the override's doing)
+        config = load_classifier_config(model_args.model_name_or_path, trust_remote_code=True,
+                                        id2label=data.id2label, label2id=data.label2id)
         overrides = {}
         if model_args.config_overrides:
-            config = load_classifier_config(model_args.model_name_or_path, trust_remote_code=True,
-                                            id2label=data.id2label, label2id=data.label2id)
             overrides = parse_config_overrides(model_args.config_overrides, type(config))
             _refuse_label_overrides(overrides, data)
             check_checkpoint_overrides(model_args.model_name_or_path, config, overrides)
-        config = load_classifier_config(model_args.model_name_or_path, trust_remote_code=True)
         if config.model_type == "timm_wrapper":  # a timm folder (ours or timm's): its pretrained_cfg follows the data
             if mean is None or std is None:
                 raise ValueError("A timm teacher needs the mean/std it is trained with (for its pretrained_cfg).")

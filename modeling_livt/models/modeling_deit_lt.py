@@ -96,12 +96,11 @@ class DeiTLTForImageClassification(DeiTLTPreTrainedModel):
     The model's own loss (labels only, no teacher, e.g. under a plain `transformers.Trainer`) trains **both** heads on
     the labels, as DeiT does without a teacher: `loss = (labels_loss(cls_logits, labels) +
     labels_loss(distillation_logits, labels)) / 2`, `labels_loss` being the loss `config.cls_loss_type` names (with
-    its prior). Inference averages both
-    heads, so both must learn; a CLS-only loss would leave the DIST head at its random init. The full DeiT-LT objective
-    `(1 - alpha) * cls + alpha * dist`, with the DIST head distilled from a CNN teacher's predictions, is computed by
-    `DeiTLTTrainer` with `DeiTLTLoss` (it ignores this loss). With `return_dict=False` (argument or config) the output
-    is `output.to_tuple()`: (loss when labels were given, logits, cls_logits, distillation_logits, then hidden_states /
-    attentions when asked for).
+    its prior). Inference averages both heads, so both must learn; a CLS-only loss would leave the DIST head at its
+    random init. The full DeiT-LT objective `(1 - alpha) * cls + alpha * dist`, with the DIST head distilled from a
+    CNN teacher's predictions, is computed by `DeiTLTTrainer` with `DeiTLTLoss` (it ignores this loss). With
+    `return_dict=False` (argument or config) the output is `output.to_tuple()`: (loss when labels were given, logits,
+    cls_logits, distillation_logits, then hidden_states / attentions when asked for).
     """
 
     def __init__(self, config: DeiTLTConfig):
