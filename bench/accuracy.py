@@ -7,6 +7,8 @@ recipe, through the package's own scripts called as subprocesses with CLI flags 
     ce, bce, bal_ce, bal_bce   scripts/run_finetune.py --loss_type ...      (from scratch, layer decay off)
     mgp_bal_bce                scripts/run_mgp.py (MGP, --mgp_epochs), then run_finetune.py --model_name_or_path
                                <mgp> --loss_type bal_bce --layer_decay 0.75 (LiVT)
+    mgp_bal_bce_lora           the same MGP checkpoint (shared with mgp_bal_bce), fine-tuned with LoRA instead
+                               (--peft lora --lora_r 8 --lora_alpha 16: adapters on qkv, head and fc_norm in full)
     deit_lt                    scripts/run_teacher.py (CIFAR ResNet-32, SAM, Bal-CE, --teacher_epochs), then
                                scripts/run_deit_lt.py (CLS + DIST, DRW at --drw_fraction of the epochs, no mixup
                                after DRW: the official CIFAR recipe)
@@ -53,9 +55,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
-RECIPES = ("ce", "bce", "bal_ce", "bal_bce", "mgp_bal_bce", "deit_lt")
+RECIPES = ("ce", "bce", "bal_ce", "bal_bce", "mgp_bal_bce", "mgp_bal_bce_lora", "deit_lt")
 RECIPE_NAMES = {"ce": "CE", "bce": "BCE", "bal_ce": "Bal-CE", "bal_bce": "Bal-BCE", "mgp_bal_bce": "MGP + Bal-BCE",
-                "deit_lt": "DeiT-LT"}
+                "mgp_bal_bce_lora": "MGP + Bal-BCE, LoRA", "deit_lt": "DeiT-LT"}
+MGP_RECIPES = ("mgp_bal_bce", "mgp_bal_bce_lora")
+DEFAULT_RECIPES = tuple(r for r in RECIPES if r != "mgp_bal_bce_lora")  # LoRA: its own comparison
+LORA_FLAGS = ["--peft", "lora", "--lora_r", "8", "--lora_alpha", "16"]
 ENCODER = "hidden_size=128,num_hidden_layers=6,num_attention_heads=4,intermediate_size=512"
 # the same sizes for bench/flops.py (patch 4 on 32 px, the MGP decoder below, 75% masking)
 VIT_DIMS = dict(image_size=32, patch_size=4, hidden_size=128, num_hidden_layers=6, intermediate_size=512,
@@ -67,7 +72,8 @@ INDEX_BOUNDS = "cifar10"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"Comma-separated subset of {list(RECIPES)}.")
+    parser.add_argument("--recipes", default=",".join(DEFAULT_RECIPES),
+                        help=f"Comma-separated subset of {list(RECIPES)} (default: all but mgp_bal_bce_lora).")
     parser.add_argument("--epochs", type=int, default=12, help="Epochs of every classifier (student) run.")
     parser.add_argument("--mgp_epochs", type=int, default=None, help="MGP pretraining epochs (default: --epochs).")
     parser.add_argument("--teacher_epochs", type=int, default=None, help="Teacher epochs (default: --epochs).")
@@ -201,14 +207,15 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
         return [("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, *vit_flags(),
                               *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", recipe,
                               "--layer_decay", "1.0", "--save_total_limit", "1"], out)]
-    if recipe == "mgp_bal_bce":
-        mgp_dir, out = run_dir / "mgp", run_dir / "mgp_bal_bce"
+    if recipe in MGP_RECIPES:
+        mgp_dir, out = run_dir / "mgp", run_dir / recipe
         return [
             ("mgp", [python, str(SCRIPTS / "run_mgp.py"), *data, *vit_flags(with_decoder=True),
                      *train_flags(args, mgp_dir, args.mgp_epochs), "--save_strategy", "no"], mgp_dir),
             ("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, "--model_name_or_path", str(mgp_dir),
                           *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", "bal_bce",
-                          "--layer_decay", "0.75", "--save_total_limit", "1"], out),
+                          "--layer_decay", "0.75", "--save_total_limit", "1",
+                          *(LORA_FLAGS if recipe == "mgp_bal_bce_lora" else [])], out),
         ]
     if recipe == "deit_lt":
         teacher_dir, out = run_dir / "deit_lt_teacher", run_dir / "deit_lt"
@@ -286,7 +293,9 @@ def save_results(path: Path, results: list[dict]):
 
 def training_tflops(result: dict) -> float | None:
     """Training FLOPs of a result's ViT stages (`bench/flops.py`'s matmul count: 3x forward), in TFLOPs: epochs x
-    training images x per-image FLOPs, MGP's stage included. None for DeiT-LT (its ResNet teacher is not counted)."""
+    training images x per-image FLOPs, MGP's stage included. LoRA: forward + input gradients (2x forward): frozen
+    weights get no weight gradients (the adapters' own matmuls, about 2% here, are not counted). None for DeiT-LT (its
+    ResNet teacher is not counted)."""
     sys.path.insert(0, str(REPO / "bench"))
     from flops import ViTDims, classifier_forward_flops, mgp_forward_flops, training_flops
 
@@ -294,8 +303,10 @@ def training_tflops(result: dict) -> float | None:
         return None
     settings, images = result["settings"], sum(result["class_counts"])
     dims = ViTDims(**VIT_DIMS, num_labels=len(result["class_counts"]))
-    total = settings["epochs"] * images * training_flops(classifier_forward_flops(dims))
-    if result["recipe"] == "mgp_bal_bce":
+    forward = classifier_forward_flops(dims)
+    per_image = 2 * forward["total"] if result["recipe"] == "mgp_bal_bce_lora" else training_flops(forward)
+    total = settings["epochs"] * images * per_image
+    if result["recipe"] in MGP_RECIPES:
         total += settings["mgp_epochs"] * images * training_flops(mgp_forward_flops(dims))
     return total / 1e12
 
@@ -307,12 +318,21 @@ def pct(value) -> str:
 def epochs_cell(result: dict) -> str:
     """Classifier epochs; MGP's and the teacher's epochs come first ("12 MGP + 12")."""
     settings, epochs = result["settings"], str(result["settings"]["epochs"])
-    if result["recipe"] == "mgp_bal_bce":
+    if result["recipe"] in MGP_RECIPES:
         return f"{settings['mgp_epochs']} MGP + {epochs}"
     if result["recipe"] == "deit_lt":
         teacher = settings["teacher_epochs"] if settings.get("teacher_epochs") is not None else settings["teacher"]
         return f"{teacher} teacher + {epochs}"
     return epochs
+
+
+def training_cells(result: dict) -> str:
+    """"trained of total parameters | images/s" of the last stage ("-" for results without them)."""
+    train = result.get("train") or {}
+    if train.get("trainable_parameters") is None:
+        return "- | - | "
+    return (f"{train['trainable_parameters']:,} of {train['total_parameters']:,} | "
+            f"{train['train_samples_per_second']:.0f} | ")
 
 
 def flops_cell(result: dict) -> str:
@@ -378,10 +398,12 @@ def write_report(results: list[dict], prefix: Path):
              "[3, 7]). ECE: 15 bins. Accuracies in %. Train TFLOPs: matmul FLOPs of the ViT stages (`bench/flops.py`, "
              "3x forward; an MGP step sees 25% of the patches: 0.59x a supervised step here; DeiT-LT's teacher not "
              "counted).", "",
-             *summary_lines(results),
-             "| recipe | seed | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | epochs | train TFLOPs | "
-             "train min | settings |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             *summary_lines(results)]
+    # what the last stage trained and its throughput, when the results carry them (earlier ones do not)
+    with_training = any(r.get("train", {}).get("trainable_parameters") is not None for r in results)
+    lines += ["| recipe | seed | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | epochs | train TFLOPs | "
+              + ("params trained | train img/s | " if with_training else "") + "train min | settings |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_training else "") + "---|---|"]
     for r in results:
         m = r["metrics"]
         extra = ""
@@ -393,7 +415,8 @@ def write_report(results: list[dict], prefix: Path):
             f"{pct(m.get('medium_shot_accuracy'))} | {pct(m.get('few_shot_accuracy'))} | "
             f"{pct(m.get('index_head_accuracy'))} | {pct(m.get('index_mid_accuracy'))} | "
             f"{pct(m.get('index_tail_accuracy'))} | {pct(m.get('accuracy'))} | {pct(m.get('ece'))} | "
-            f"{epochs_cell(r)} | {flops_cell(r)} | {r['wall_time_s'] / 60:.1f} | `{r['signature']}` |")
+            f"{epochs_cell(r)} | {flops_cell(r)} | " + (training_cells(r) if with_training else "")
+            + f"{r['wall_time_s'] / 60:.1f} | `{r['signature']}` |")
     lines += ["", "Commands (per recipe, in order):", ""]
     for r in results:
         lines.append(f"- {RECIPE_NAMES.get(r['recipe'], r['recipe'])} ({r['date']}):")
@@ -478,6 +501,7 @@ def main(argv=None):
         class_counts = json.loads((stages[-1][2] / "class_counts.json").read_text())
         config = json.loads((stages[-1][2] / "config.json").read_text())
         id2label = config.get("id2label") or {}
+        train_metrics = json.loads((stages[-1][2] / "train_results.json").read_text())
         entry = {
             "recipe": recipe, "name": RECIPE_NAMES[recipe], "seed": args.seed, "signature": sig, "settings": settings,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -486,6 +510,10 @@ def main(argv=None):
             "output_dir": str(stages[-1][2]), "class_counts": class_counts,
             "label_names": [id2label[str(i)] for i in range(len(class_counts))] if id2label else None,
             "metrics": {k: v for k, v in metrics.items() if not k.endswith("_classes")},
+            # the last stage's training: what it trained and Trainer's throughput (its runtime includes the
+            # per-epoch validation)
+            "train": {k: train_metrics.get(k) for k in ("trainable_parameters", "total_parameters",
+                                                          "train_samples_per_second")},
         }
         results = [r for r in load_results(json_path) if (r["recipe"], r["signature"]) != (recipe, sig)] + [entry]
         save_results(json_path, results)

@@ -1,4 +1,4 @@
-"""bench/accuracy.py: seeds, the spread over seeds, and DeiT-LT from a trained teacher (no training here)."""
+"""bench/accuracy.py: seeds and their spread, DeiT-LT from a trained teacher, the LoRA recipe (no training here)."""
 
 import sys
 from pathlib import Path
@@ -69,3 +69,50 @@ def test_seeds_and_teacher_flags(tmp_path):
     assert settings["teacher"] == "teacher" and settings["student_augmentation"] == "paper"
     # a run without the new flags keeps the settings (and so the signature) of the committed results
     assert "teacher" not in accuracy.settings_of(accuracy.parse_args([]))
+
+
+def test_lora_recipe_fine_tunes_the_shared_mgp_checkpoint_with_lora(tmp_path):
+    assert "mgp_bal_bce_lora" not in accuracy.parse_args([]).recipes  # its own comparison, not in the main table
+    args = accuracy.parse_args(["--recipes", "mgp_bal_bce,mgp_bal_bce_lora"])
+    full = accuracy.recipe_commands("mgp_bal_bce", args, tmp_path)
+    lora = accuracy.recipe_commands("mgp_bal_bce_lora", args, tmp_path)
+    assert full[0] == lora[0] and full[0][2] == tmp_path / "mgp"  # one MGP stage, reused by the second recipe
+    full_argv, lora_argv = full[1][1], lora[1][1]
+    assert lora[1][2] == tmp_path / "mgp_bal_bce_lora" != full[1][2]
+    assert lora_argv[lora_argv.index("--peft") + 1] == "lora" and "--peft" not in full_argv
+    assert lora_argv[lora_argv.index("--lora_r") + 1] == "8"
+    # otherwise the same fine-tuning: equal epochs, loss, layer decay, augmentation
+    strip = {"--output_dir", "--peft", "--lora_r", "--lora_alpha"}
+    same = [[a for i, a in enumerate(v) if a not in strip and v[i - 1] not in strip] for v in (full_argv, lora_argv)]
+    assert same[0] == same[1]
+
+
+def test_lora_training_flops_skip_the_frozen_weight_gradients():
+    from flops import ViTDims, classifier_forward_flops, mgp_forward_flops
+
+    counts = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    settings = accuracy.settings_of(accuracy.parse_args(["--epochs", "2", "--mgp_epochs", "3"]))
+    dims = ViTDims(**accuracy.VIT_DIMS, num_labels=10)
+    classifier, mgp = classifier_forward_flops(dims)["total"], mgp_forward_flops(dims)["total"]
+    images = sum(counts)
+    full = accuracy.training_tflops({"recipe": "mgp_bal_bce", "settings": settings, "class_counts": counts})
+    lora = accuracy.training_tflops({"recipe": "mgp_bal_bce_lora", "settings": settings, "class_counts": counts})
+    assert full == pytest.approx((2 * images * 3 * classifier + 3 * images * 3 * mgp) / 1e12)
+    assert lora == pytest.approx((2 * images * 2 * classifier + 3 * images * 3 * mgp) / 1e12)
+
+
+def test_report_shows_what_was_trained_only_when_the_results_carry_it(tmp_path):
+    old = fake_result("bal_bce", 0, 0.5, 0.2)
+    old.update(name="Bal-BCE", date="d", commands=["python x"], wall_time_s=60.0, class_counts=[3, 1],
+               label_names=None)
+    old["metrics"]["per_class_accuracy"] = [0.5, 0.5]
+    accuracy.write_report([old], tmp_path / "r")
+    assert "params trained" not in (tmp_path / "r.md").read_text()
+    new = {**old, "recipe": "mgp_bal_bce_lora", "name": "MGP + Bal-BCE, LoRA",
+           "train": {"trainable_parameters": 12345, "total_parameters": 1234567, "train_samples_per_second": 321.4}}
+    new["settings"] = {**old["settings"], "mgp_epochs": 12}
+    accuracy.write_report([old, new], tmp_path / "r")
+    rows = [line for line in (tmp_path / "r.md").read_text().splitlines() if line.startswith("| ")]
+    assert "params trained | train img/s" in rows[0]
+    assert "| 12,345 of 1,234,567 | 321 |" in rows[-1] and "| - | - |" in rows[-2]
+    assert all(row.count("|") == rows[0].count("|") for row in rows)

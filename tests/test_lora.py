@@ -141,6 +141,11 @@ def test_vit_card_says_what_was_trained(vit_run):
                         sum(p.numel() for n, p in script.model.named_parameters() if ".original_module." not in n))
     assert f"**trainable parameters**: {trainable:,} of {total:,}" in card
     assert "merged/" in card
+    # and in the training metrics: LoRA r=4 on q_proj, v_proj of 2 layers (32 -> 32: 4 x 32 + 32 x 4 each) and the
+    # new 10-class head (32 x 10 + 10), counted by hand
+    train_results = json.loads((out / "train_results.json").read_text())
+    assert train_results["trainable_parameters"] == 2 * 2 * (4 * 32 + 32 * 4) + 32 * 10 + 10 == trainable
+    assert train_results["total_parameters"] == total
 
 
 def test_livt_mgp_checkpoint_adapter_on_qkv_reloads_to_identical_logits(mgp_dir, tmp_path):

@@ -59,6 +59,14 @@ def reinitialize_heads(model: nn.Module, heads: dict[str, nn.Module]) -> None:
                 module.reset_parameters()
 
 
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters of a model, total without the frozen copies of the heads peft keeps
+    (`original_module` of its `modules_to_save` wrappers): the parameters the model computes with."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for name, p in model.named_parameters() if ".original_module." not in name)
+    return trainable, total
+
+
 def freeze_encoder(model: nn.Module, reinit_head: bool = True) -> tuple[int, int]:
     """Freeze every parameter outside the classification head(s), optionally re-initialise the heads (cRT does), and
     keep the frozen modules in eval mode during training. Returns (trainable, total) parameter counts."""
@@ -75,8 +83,7 @@ def freeze_encoder(model: nn.Module, reinit_head: bool = True) -> tuple[int, int
                 frozen.training = False  # the flag per module: .eval() would recurse into the heads
 
     model.register_forward_pre_hook(keep_frozen_in_eval)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable, total = parameter_counts(model)
     logger.info(
         "--freeze_encoder: training %s of %s parameters (heads %s%s)", f"{trainable:,}", f"{total:,}",
         ", ".join(heads), ", re-initialised" if reinit_head else "",

@@ -15,7 +15,7 @@ import os
 
 from torch import nn
 
-from .freezing import classification_heads
+from .freezing import classification_heads, parameter_counts
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +88,6 @@ def apply_lora(model: nn.Module, peft_args):
     return peft_model
 
 
-def parameter_counts(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameters of a PeftModel, total without the frozen copies of the heads peft keeps
-    (`original_module` of its `modules_to_save` wrappers): the parameters the model computes with."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for name, p in model.named_parameters() if ".original_module." not in name)
-    return trainable, total
-
-
 def lora_recipe(peft_model, peft_args) -> dict[str, str]:
     """The model card's lines for the adapter: what was trained, with the parameter counts."""
     config = peft_model.peft_config[peft_model.active_adapter]
@@ -130,7 +122,6 @@ __all__ = [
     "apply_lora",
     "export_merged",
     "lora_recipe",
-    "parameter_counts",
     "resolve_target_modules",
     "trained_in_full",
 ]

@@ -34,6 +34,7 @@ from modeling_livt.evaluation.plots import plot_per_class_accuracy, plot_reliabi
 from modeling_livt.models.configuration_livt import LIVT_PRESETS, LiVTConfig
 
 from .arguments import AugmentationArguments, DataArguments
+from .freezing import parameter_counts
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,9 @@ def train_and_save(trainer, training_args) -> dict:
     print(f"process {training_args.process_index + 1}/{training_args.world_size}: trained "
           f"{trainer.state.global_step} steps", flush=True)
     trainer.save_model()
+    # what was trained (LoRA, --freeze_encoder: a fraction), beside Trainer's own throughput figures
+    train_result.metrics["trainable_parameters"], train_result.metrics["total_parameters"] = \
+        parameter_counts(trainer.model)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
