@@ -8,7 +8,8 @@ recipe, through the package's own scripts called as subprocesses with CLI flags 
     mgp_bal_bce                scripts/run_mgp.py (MGP, --mgp_epochs), then run_finetune.py --model_name_or_path
                                <mgp> --loss_type bal_bce --layer_decay 0.75 (LiVT)
     mgp_bal_bce_lora           the same MGP checkpoint (shared with mgp_bal_bce), fine-tuned with LoRA instead
-                               (--peft lora --lora_r 8 --lora_alpha 16: adapters on qkv, head and fc_norm in full)
+                               (--peft lora --lora_r 8 --lora_alpha 16: adapters on qkv, head and fc_norm in full;
+                               --merge_adapter: the merged model in <run>/merged)
     deit_lt                    scripts/run_teacher.py (CIFAR ResNet-32, SAM, Bal-CE, --teacher_epochs), then
                                scripts/run_deit_lt.py (CLS + DIST, DRW at --drw_fraction of the epochs, no mixup
                                after DRW: the official CIFAR recipe)
@@ -60,7 +61,7 @@ RECIPE_NAMES = {"ce": "CE", "bce": "BCE", "bal_ce": "Bal-CE", "bal_bce": "Bal-BC
                 "mgp_bal_bce_lora": "MGP + Bal-BCE, LoRA", "deit_lt": "DeiT-LT"}
 MGP_RECIPES = ("mgp_bal_bce", "mgp_bal_bce_lora")
 DEFAULT_RECIPES = tuple(r for r in RECIPES if r != "mgp_bal_bce_lora")  # LoRA: its own comparison
-LORA_FLAGS = ["--peft", "lora", "--lora_r", "8", "--lora_alpha", "16"]
+LORA_FLAGS = ["--peft", "lora", "--lora_r", "8", "--lora_alpha", "16", "--merge_adapter", "true"]
 ENCODER = "hidden_size=128,num_hidden_layers=6,num_attention_heads=4,intermediate_size=512"
 # the same sizes for bench/flops.py (patch 4 on 32 px, the MGP decoder below, 75% masking)
 VIT_DIMS = dict(image_size=32, patch_size=4, hidden_size=128, num_hidden_layers=6, intermediate_size=512,
@@ -499,7 +500,9 @@ def main(argv=None):
                 continue
             raise SystemExit(1) from err
         class_counts = json.loads((stages[-1][2] / "class_counts.json").read_text())
-        config = json.loads((stages[-1][2] / "config.json").read_text())
+        # a LoRA run's folder holds the adapter; the model's config is in its merged export
+        config_dir = stages[-1][2] if (stages[-1][2] / "config.json").exists() else stages[-1][2] / "merged"
+        config = json.loads((config_dir / "config.json").read_text())
         id2label = config.get("id2label") or {}
         train_metrics = json.loads((stages[-1][2] / "train_results.json").read_text())
         entry = {
