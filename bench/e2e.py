@@ -99,6 +99,18 @@ def steady_training_rate(script_main, argv: list[str], batch_size: int, warmup_s
             "first_step_at_s": stamps[0] - start}
 
 
+def time_steps(step, n: int, warmup: int = 2) -> dict:
+    """The median wall time of `n` calls of `step()` after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return {"step_s": statistics.median(times)}
+
+
 def end_to_end(args) -> dict:
     """Steady-state training images/s of run_finetune (time between consecutive training_step calls)."""
     with tempfile.TemporaryDirectory() as out:
@@ -121,14 +133,7 @@ def bare_model(args) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(args.model_steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    per_step = statistics.median(times)
+    per_step = time_steps(step, args.model_steps, warmup=3)["step_s"]
     return {"images_per_s": args.batch_size / per_step, "step_s": per_step}
 
 

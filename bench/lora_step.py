@@ -12,7 +12,8 @@ qkv, head and fc_norm trained in full); full fine-tuning trains every parameter.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 
@@ -20,15 +21,18 @@ import modeling_livt as ml
 from trainers.arguments import PeftArguments
 from trainers.lora import apply_lora
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e import time_steps  # noqa: E402
+
 
 def build(checkpoint: str, num_labels: int, lora: bool, lora_dropout: float = 0.1):
     model = ml.LiVTForImageClassification.from_pretrained(checkpoint, num_labels=num_labels)
     if lora:
-        model = apply_lora(model, PeftArguments(peft="lora", lora_r=8, lora_alpha=16, lora_dropout=lora_dropout))
+        model = apply_lora(model, PeftArguments(peft="lora", lora_dropout=lora_dropout))  # r 8, alpha 16
     return model.train()
 
 
-def images_per_second(model, pixel_values, labels, steps: int, warmup: int = 3) -> float:
+def images_per_second(model, pixel_values, labels, steps: int) -> float:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
     def step():
@@ -37,12 +41,7 @@ def images_per_second(model, pixel_values, labels, steps: int, warmup: int = 3) 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * len(labels) / (time.perf_counter() - start)
+    return len(labels) / time_steps(step, steps, warmup=3)["step_s"]
 
 
 def main(argv=None):

@@ -31,7 +31,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -43,7 +42,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import run_teacher  # noqa: E402
-from e2e import steady_training_rate  # noqa: E402
+from e2e import steady_training_rate, time_steps  # noqa: E402
 
 from modeling_livt.data.long_tail import long_tailed_counts  # noqa: E402
 from modeling_livt.models.losses import build_loss  # noqa: E402
@@ -95,17 +94,6 @@ def make_batch(args):
     pixels = torch.randn(args.batch_size, 3, 32, 32)
     labels = torch.randint(0, 10, (args.batch_size,))
     return model, pixels, labels
-
-
-def time_steps(step, n: int) -> dict:
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return {"step_s": statistics.median(times)}
 
 
 def bare_step(args) -> dict:
