@@ -134,6 +134,20 @@ def test_index_bounds_report_head_mid_tail_in_results_and_card(teacher_dir, tmp_
         assert model_index[f"index_{name}_accuracy"] == pytest.approx(expected, abs=1e-4), name
     assert "Head (DeiT-LT split: the 2 most frequent classes)" in card
     assert "Tail (the 4 least frequent classes)" in card and "cut at sorted positions 2 and 6" in card
+    # each expert alone: its groups are the means of its own saved per-class accuracies; the card's experts table
+    # has one row per head
+    for head, row_name in (("cls", "CLS head"), ("distillation", "DIST head")):
+        per_class = results[f"{head}_per_class_accuracy"]
+        assert results[f"{head}_accuracy"] == metrics[f"{head}_accuracy"]
+        row = [results[f"{head}_{key}"] for key in ("accuracy", "many_shot_accuracy", "medium_shot_accuracy")]
+        row.append(results[f"{head}_few_shot_accuracy"])
+        for name, (start, stop) in {"head": (0, 2), "mid": (2, 6), "tail": (6, 10)}.items():
+            expected = float(np.mean([per_class[c] for c in order[start:stop]]))
+            assert results[f"{head}_index_{name}_accuracy"] == pytest.approx(expected, abs=1e-12), (head, name)
+            row.append(expected)
+        cells = " | ".join("-" if v is None else f"{100 * v:.2f}" for v in row)
+        assert f"| {row_name} | {cells} |" in card, (head, cells)
+    assert "### The two experts" in card and "| average of both heads |" in card
 
 
 def test_bad_index_bounds_name_is_a_clear_error_before_anything_runs(teacher_dir, tmp_path):

@@ -367,3 +367,42 @@ def test_metrics_handle_the_three_heads():
     metrics = DeiTLTMetrics(COUNTS)(EvalPrediction(predictions=(avg, cls, dist), label_ids=labels))
     assert metrics["accuracy"] == 0.75 and metrics["cls_accuracy"] == 0.5 and metrics["distillation_accuracy"] == 1.0
     assert "few_shot_accuracy" in metrics and "ece" in metrics
+    # each expert's shot groups, scalars only (COUNTS: class 0 many, 1 medium, 2 and 3 few)
+    assert metrics["cls_many_shot_accuracy"] == 1.0 and metrics["cls_medium_shot_accuracy"] == 1.0
+    assert metrics["cls_few_shot_accuracy"] == 0.0 and metrics["distillation_few_shot_accuracy"] == 1.0
+    assert not any(isinstance(v, list) for v in metrics.values())
+
+
+def test_expert_report_scores_each_head_alone():
+    """Two images per class; CLS right on classes 0 and 1 and on one image of class 2, DIST right on classes 2 and 3
+    and one image of class 0. Groups by hand: COUNTS' count split (many {0}, medium {1}, few {2, 3}) and the index
+    split at (1, 3) (head {0}, mid {1, 2}, tail {3}); a group's accuracy is the mean of its classes'."""
+    from trainers.workflow import evaluate_and_report, expert_report
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    cls = np.eye(4)[[0, 0, 1, 1, 2, 0, 0, 0]]
+    dist = np.eye(4)[[0, 1, 0, 0, 2, 2, 3, 3]]
+    avg = (cls + dist) / 2
+    report = expert_report((avg, cls, dist), labels, COUNTS, index_bounds=(1, 3))
+    assert report["cls_per_class_accuracy"] == [1.0, 1.0, 0.5, 0.0]
+    assert report["distillation_per_class_accuracy"] == [0.5, 0.0, 1.0, 1.0]
+    expected = {"cls_accuracy": 5 / 8, "cls_many_shot_accuracy": 1.0, "cls_medium_shot_accuracy": 1.0,
+                "cls_few_shot_accuracy": 0.25, "cls_index_head_accuracy": 1.0, "cls_index_mid_accuracy": 0.75,
+                "cls_index_tail_accuracy": 0.0, "distillation_accuracy": 5 / 8,
+                "distillation_many_shot_accuracy": 0.5, "distillation_medium_shot_accuracy": 0.0,
+                "distillation_few_shot_accuracy": 1.0, "distillation_index_head_accuracy": 0.5,
+                "distillation_index_mid_accuracy": 0.5, "distillation_index_tail_accuracy": 1.0}
+    for key, value in expected.items():
+        assert report[key] == pytest.approx(value, abs=1e-12), key
+    assert expert_report(avg, labels, COUNTS) == {}  # one head: nothing to add
+
+    class Predicting:  # what evaluate_and_report needs of a Trainer
+        def predict(self, dataset, metric_key_prefix):
+            return EvalPrediction(predictions=(avg, cls, dist), label_ids=labels)
+
+        def is_world_process_zero(self):
+            return False
+
+    metrics = evaluate_and_report(Predicting(), None, COUNTS, "unused", index_bounds=(1, 3))
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-12), key

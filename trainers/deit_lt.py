@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,9 +30,10 @@ from modeling_livt.models.losses import DeiTLTLoss, check_class_balanced_beta, c
 
 from .arguments import DEFAULT_DISTILLATION_ALPHA
 from .balanced import LongTailMetrics
-from .base import LongTailTrainerMixin
+from .base import LongTailTrainerMixin, finite_or_none
 from .drw import DEFAULT_DRW_BETA, DRWCallback
 from .timm_teacher import load_classifier_config, timm_input_config
+from .workflow import expert_report
 
 logger = logging.getLogger(__name__)
 
@@ -200,16 +200,15 @@ class DistillationTeacher:
 # Metrics and trainer
 # ---------------------------------------------------------------------------------------------------------------------
 class DeiTLTMetrics(LongTailMetrics):
-    """`LongTailMetrics` of the averaged logits plus `cls_accuracy` and `distillation_accuracy` of the two heads
-    (Trainer's predictions for DeiT-LT are the 3-tuple (logits, cls_logits, distillation_logits))."""
+    """`LongTailMetrics` of the averaged logits plus each expert's scalar accuracies (`expert_report`:
+    `cls_accuracy`, `distillation_accuracy`, `cls_many_shot_accuracy`, ...; Trainer's predictions for DeiT-LT are the
+    3-tuple (logits, cls_logits, distillation_logits))."""
 
     def __call__(self, prediction: EvalPrediction) -> dict:
         metrics = super().__call__(prediction)
-        predictions = prediction.predictions
-        if isinstance(predictions, (tuple, list)) and len(predictions) >= 3:
-            labels = np.asarray(prediction.label_ids)
-            metrics["cls_accuracy"] = float((np.asarray(predictions[1]).argmax(-1) == labels).mean())
-            metrics["distillation_accuracy"] = float((np.asarray(predictions[2]).argmax(-1) == labels).mean())
+        index_bounds = self.index_bounds if self.split == "index" else None
+        experts = expert_report(prediction.predictions, prediction.label_ids, self.class_counts, index_bounds)
+        metrics.update({k: finite_or_none(v) for k, v in experts.items() if isinstance(v, float)})
         return metrics
 
 

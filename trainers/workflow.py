@@ -194,13 +194,33 @@ def long_tail_report(logits, labels, class_counts, index_bounds=None) -> dict:
     return metrics
 
 
+# DeiT-LT's predictions are Trainer's 3-tuple (averaged, cls, distillation logits): where each expert's logits are
+DEIT_LT_EXPERTS = {"cls": 1, "distillation": 2}
+EXPERT_METRICS = ("accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "index_head_accuracy",
+                  "index_mid_accuracy", "index_tail_accuracy", "per_class_accuracy")
+
+
+def expert_report(predictions, labels, class_counts, index_bounds=None) -> dict:
+    """DeiT-LT's two experts scored alone: `long_tail_report` of the CLS and of the DIST head's logits, as
+    `cls_{metric}` and `distillation_{metric}` for each of `EXPERT_METRICS` present (e.g. `cls_accuracy`,
+    `distillation_index_tail_accuracy`, `cls_per_class_accuracy`). {} for a single-head prediction."""
+    if not (isinstance(predictions, (tuple, list)) and len(predictions) >= 3):
+        return {}
+    metrics = {}
+    for head, position in DEIT_LT_EXPERTS.items():
+        report = long_tail_report(predictions[position], labels, class_counts, index_bounds)
+        metrics.update({f"{head}_{key}": report[key] for key in EXPERT_METRICS if key in report})
+    return metrics
+
+
 def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=None, split_name="test",
                         index_bounds=None) -> dict:
     """Predict `dataset` once, compute the long-tail metrics and write eval_results.json and the two plots.
 
-    Returns the metrics dict (with per-class accuracy); DeiT-LT predictions (avg, cls, dist logits) add
-    `cls_accuracy` and `distillation_accuracy`. With `index_bounds` (a `DEIT_LT_INDEX_BOUNDS` name or a
-    (head_end, tail_start) pair) it adds DeiT-LT's sorted-index split: `index_head_accuracy`, `index_mid_accuracy`,
+    Returns the metrics dict (with per-class accuracy); DeiT-LT predictions (avg, cls, dist logits) add each
+    expert's own metrics (`expert_report`: `cls_accuracy`, `distillation_many_shot_accuracy`, ...). With
+    `index_bounds` (a `DEIT_LT_INDEX_BOUNDS` name or a (head_end, tail_start) pair) it adds DeiT-LT's sorted-index
+    split: `index_head_accuracy`, `index_mid_accuracy`,
     `index_tail_accuracy` (mean per-class accuracy of the classes at sorted-count positions [0, head_end),
     [head_end, tail_start), [tail_start, C)) and the resolved `index_bounds` pair.
     """
@@ -209,9 +229,7 @@ def evaluate_and_report(trainer, dataset, class_counts, output_dir, label_names=
     logits = predictions[0] if isinstance(predictions, (tuple, list)) else predictions
     labels = np.asarray(prediction.label_ids)
     metrics = long_tail_report(logits, labels, class_counts, index_bounds)
-    if isinstance(predictions, (tuple, list)) and len(predictions) >= 3:
-        metrics["cls_accuracy"] = float((np.asarray(predictions[1]).argmax(-1) == labels).mean())
-        metrics["distillation_accuracy"] = float((np.asarray(predictions[2]).argmax(-1) == labels).mean())
+    metrics.update(expert_report(predictions, labels, class_counts, index_bounds))
     metrics["num_examples"] = int(len(labels))
     metrics["split"] = split_name
     if trainer.is_world_process_zero():

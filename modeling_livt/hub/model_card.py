@@ -82,6 +82,22 @@ def index_split_rows(metrics: dict, num_classes: int) -> list[tuple[str, str]]:
     ]
 
 
+def experts_table(metrics: dict) -> str:
+    """Markdown of DeiT-LT's two experts beside their average, one row each (the accuracies a run measured), or ""
+    when the metrics do not carry them."""
+    if metrics.get("cls_accuracy") is None or metrics.get("cls_many_shot_accuracy") is None:
+        return ""
+    columns = [("accuracy", "Accuracy"), ("many_shot_accuracy", "Many"), ("medium_shot_accuracy", "Medium"),
+               ("few_shot_accuracy", "Few")]
+    if metrics.get("index_head_accuracy") is not None:
+        columns += [("index_head_accuracy", "Head"), ("index_mid_accuracy", "Mid"), ("index_tail_accuracy", "Tail")]
+    lines = ["| Logits | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---|" * len(columns)]
+    for prefix, name in (("", "average of both heads"), ("cls_", "CLS head"), ("distillation_", "DIST head")):
+        values = [metrics.get(prefix + key) for key, _ in columns]
+        lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{100 * v:.2f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def test_distribution_section(metrics: dict) -> str:
     """Markdown of the shifted test distributions (`run_eval.py --test_distributions` / `--target_prior`), or ""."""
     rows = metrics.get("test_distributions") or {}
@@ -158,6 +174,7 @@ def write_model_card(
         recipe=recipe or {},
         index_rows=index_split_rows(metrics, len(class_counts)),
         index_bounds=metrics.get("index_bounds"),
+        experts_table=experts_table(metrics),
         teacher=teacher,
         base_model=base_model,
         has_per_class_plot=(output_dir / "per_class_accuracy.png").exists(),
