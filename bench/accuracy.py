@@ -277,6 +277,19 @@ def read_test_metrics(output_dir: Path) -> dict:
     return metrics
 
 
+def read_validation(output_dir: Path) -> dict | None:
+    """The run's validation accuracy from its trainer_state.json: `best` (that of the kept model: the scripts keep the
+    best validation checkpoint), `best_step` and `last` (after the final epoch). None without per-epoch validation."""
+    path = output_dir / "trainer_state.json"
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    evaluations = [h["eval_accuracy"] for h in state.get("log_history", []) if "eval_accuracy" in h]
+    if not evaluations:
+        return None
+    return {"best": state.get("best_metric"), "best_step": state.get("best_global_step"), "last": evaluations[-1]}
+
+
 def load_results(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -325,6 +338,11 @@ def epochs_cell(result: dict) -> str:
         teacher = settings["teacher_epochs"] if settings.get("teacher_epochs") is not None else settings["teacher"]
         return f"{teacher} teacher + {epochs}"
     return epochs
+
+
+def validation_cell(result: dict) -> str:
+    """Validation accuracy of the kept model (the cell of results without it: "-")."""
+    return pct((result.get("validation") or {}).get("best")) + " | "
 
 
 def training_cells(result: dict) -> str:
@@ -387,6 +405,28 @@ def summary_lines(results: list[dict]) -> list[str]:
     return lines + ["", "Every run:", ""]
 
 
+EXPERT_COLUMNS = (("Many", "many_shot_accuracy"), ("Medium", "medium_shot_accuracy"), ("Head", "index_head_accuracy"),
+                  ("Mid", "index_mid_accuracy"), ("Tail", "index_tail_accuracy"), ("Acc", "accuracy"))
+
+
+def experts_lines(results: list[dict]) -> list[str]:
+    """DeiT-LT's experts: per DeiT-LT result, the averaged logits and each head alone (results that carry the heads'
+    own metrics)."""
+    runs = [r for r in results if r["metrics"].get("cls_index_tail_accuracy") is not None]
+    if not runs:
+        return []
+    lines = ["DeiT-LT's two experts: each head's logits scored alone on the test split (the averaged logits are the "
+             "model's prediction).", "",
+             "| recipe | seed | logits | " + " | ".join(name for name, _ in EXPERT_COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(EXPERT_COLUMNS)]
+    for r in runs:
+        for prefix, name in (("", "average"), ("cls_", "CLS head"), ("distillation_", "DIST head")):
+            cells = [pct(r["metrics"].get(prefix + key)) for _, key in EXPERT_COLUMNS]
+            lines.append(f"| {RECIPE_NAMES.get(r['recipe'], r['recipe'])} | {r['settings']['seed']} | {name} | "
+                         + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def write_report(results: list[dict], prefix: Path):
     if not results:
         return
@@ -400,11 +440,15 @@ def write_report(results: list[dict], prefix: Path):
              "3x forward; an MGP step sees 25% of the patches: 0.59x a supervised step here; DeiT-LT's teacher not "
              "counted).", "",
              *summary_lines(results)]
-    # what the last stage trained and its throughput, when the results carry them (earlier ones do not)
+    # the validation accuracy, what the last stage trained and its throughput, when the results carry them (earlier
+    # ones do not)
+    with_validation = any(r.get("validation") for r in results)
     with_training = any(r.get("train", {}).get("trainable_parameters") is not None for r in results)
-    lines += ["| recipe | seed | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | epochs | train TFLOPs | "
+    lines += ["| recipe | seed | Many | Medium | Few | Head | Mid | Tail | Acc | ECE | "
+              + ("Val | " if with_validation else "") + "epochs | train TFLOPs | "
               + ("params trained | train img/s | " if with_training else "") + "train min | settings |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_training else "") + "---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_validation else "") + "---|---|"
+              + ("---|---|" if with_training else "") + "---|---|"]
     for r in results:
         m = r["metrics"]
         extra = ""
@@ -416,9 +460,12 @@ def write_report(results: list[dict], prefix: Path):
             f"{pct(m.get('medium_shot_accuracy'))} | {pct(m.get('few_shot_accuracy'))} | "
             f"{pct(m.get('index_head_accuracy'))} | {pct(m.get('index_mid_accuracy'))} | "
             f"{pct(m.get('index_tail_accuracy'))} | {pct(m.get('accuracy'))} | {pct(m.get('ece'))} | "
-            f"{epochs_cell(r)} | {flops_cell(r)} | " + (training_cells(r) if with_training else "")
-            + f"{r['wall_time_s'] / 60:.1f} | `{r['signature']}` |")
-    lines += ["", "Commands (per recipe, in order):", ""]
+            + (validation_cell(r) if with_validation else "") + f"{epochs_cell(r)} | {flops_cell(r)} | "
+            + (training_cells(r) if with_training else "") + f"{r['wall_time_s'] / 60:.1f} | `{r['signature']}` |")
+    if with_validation:
+        lines += ["", "Val: validation accuracy of the kept model (the best validation checkpoint of the run)."]
+    lines += ["", *experts_lines(results)]
+    lines += ["Commands (per recipe, in order):", ""]
     for r in results:
         lines.append(f"- {RECIPE_NAMES.get(r['recipe'], r['recipe'])} ({r['date']}):")
         lines += [f"  - `{c}`" for c in r["commands"]]
@@ -517,6 +564,7 @@ def main(argv=None):
             # per-epoch validation)
             "train": {k: train_metrics.get(k) for k in ("trainable_parameters", "total_parameters",
                                                           "train_samples_per_second")},
+            "validation": read_validation(stages[-1][2]),
         }
         results = [r for r in load_results(json_path) if (r["recipe"], r["signature"]) != (recipe, sig)] + [entry]
         save_results(json_path, results)

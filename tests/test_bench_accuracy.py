@@ -1,5 +1,6 @@
 """bench/accuracy.py: seeds and their spread, DeiT-LT from a trained teacher, the LoRA recipe (no training here)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -116,3 +117,40 @@ def test_report_shows_what_was_trained_only_when_the_results_carry_it(tmp_path):
     assert "params trained | train img/s" in rows[0]
     assert "| 12,345 of 1,234,567 | 321 |" in rows[-1] and "| - | - |" in rows[-2]
     assert all(row.count("|") == rows[0].count("|") for row in rows)
+
+
+def test_validation_and_the_two_experts_in_the_report(tmp_path):
+    run = tmp_path / "deit_lt"
+    run.mkdir()
+    assert accuracy.read_validation(run) is None  # no trainer_state.json
+    log = [{"epoch": 1.0, "loss": 2.0}, {"epoch": 1.0, "eval_accuracy": 0.31, "step": 10},
+           {"epoch": 2.0, "eval_accuracy": 0.52, "step": 20}, {"epoch": 3.0, "eval_accuracy": 0.47, "step": 30}]
+    (run / "trainer_state.json").write_text(json.dumps({"best_metric": 0.52, "best_global_step": 20,
+                                                        "log_history": log}))
+    assert accuracy.read_validation(run) == {"best": 0.52, "best_step": 20, "last": 0.47}
+
+    old = fake_result("bal_bce", 0, 0.5, 0.2)
+    old.update(name="Bal-BCE", date="d", commands=["python x"], wall_time_s=60.0, class_counts=[3, 1],
+               label_names=None)
+    old["metrics"]["per_class_accuracy"] = [0.5, 0.5]
+    student = {**old, "recipe": "deit_lt", "name": "DeiT-LT", "validation": accuracy.read_validation(run),
+               "settings": {**old["settings"], "teacher": "cifar10lt_teacher", "teacher_epochs": None}}
+    heads = {"": (0.6, 0.3), "cls_": (0.9, 0.1), "distillation_": (0.4, 0.8)}  # (head, tail) accuracy
+    student["metrics"] = {**old["metrics"], **{f"{p}index_head_accuracy": h for p, (h, _) in heads.items()},
+                          **{f"{p}index_tail_accuracy": t for p, (_, t) in heads.items()}}
+    accuracy.write_report([old], tmp_path / "r")
+    text = (tmp_path / "r.md").read_text()
+    assert "| Val |" not in text and "two experts" not in text  # results without them: the table as before
+    accuracy.write_report([old, student], tmp_path / "r")
+    lines = (tmp_path / "r.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| recipe | seed | Many"))
+    table = lines[start:start + 4]
+    assert "| ECE | Val | epochs |" in table[0]
+    assert "| 52.0 | cifar10lt_teacher teacher + 12 |" in table[-1] and "| - | 12 |" in table[-2]
+    assert all(row.count("|") == table[0].count("|") for row in table)
+    start = lines.index("| recipe | seed | logits | Many | Medium | Head | Mid | Tail | Acc |")
+    experts = lines[start + 2:start + 5]
+    assert [row.split(" | ")[2] for row in experts] == ["average", "CLS head", "DIST head"]
+    # Head and Tail columns: the 3rd and 5th accuracy columns after Many, Medium
+    assert [row.split(" | ")[5] for row in experts] == ["60.0", "90.0", "40.0"]
+    assert [row.split(" | ")[7] for row in experts] == ["30.0", "10.0", "80.0"]
