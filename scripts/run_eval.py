@@ -39,7 +39,7 @@ from modeling_livt.evaluation.test_distributions import (
     parse_test_distributions,
     target_prior_logits,
 )
-from modeling_livt.hub.model_card import write_model_card
+from modeling_livt.hub.model_card import CARD_METHODS, read_card_inputs, write_model_card
 from trainers.arguments import INDEX_BOUNDS_HELP, DataArguments, refuse_flags
 from trainers.cli import parse_args, setup_logging
 from trainers.posthoc import (
@@ -48,6 +48,7 @@ from trainers.posthoc import (
     fit_and_report_posthoc,
     save_posthoc_in_place,
 )
+from trainers.script_builder import teacher_reference
 from trainers.workflow import (
     EVAL_RESULTS_FILE,
     data_sources,
@@ -222,22 +223,35 @@ def main(argv=None):
     with open(os.path.join(eval_args.output_dir, CLASS_COUNTS_FILE), "w", encoding="utf-8") as f:
         json.dump(class_counts, f)
     if eval_args.write_card:
-        method = "deit_lt" if model.config.model_type == "deit_lt" else "livt"
-        write_model_card(
-            eval_args.output_dir,
-            method,
-            model_name=os.path.basename(eval_args.model_name_or_path.rstrip("/")),
-            metrics=metrics,
-            class_counts=class_counts,
-            dataset_name=data_args.dataset_name,
-            imbalance_factor=data_args.imbalance_factor,
-            label_names=data.label_names,
-            base_model=eval_args.model_name_or_path,
-            repo_id=eval_args.model_name_or_path,
-        )
+        write_evaluation_card(eval_args, data_args, model, metrics, class_counts, data.label_names)
     summary = {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
     print(json.dumps(summary, indent=2))
     return metrics
+
+
+def write_evaluation_card(eval_args, data_args, model, metrics, class_counts, label_names) -> None:
+    """output_dir's README.md: the evaluated model's card with these results. The recipe, base model and teacher come
+    from the model folder's own card, so that re-evaluating a folder in place keeps them (a card that does not keep
+    them: the template of its model type, without a recipe)."""
+    model_dir = eval_args.model_name_or_path
+    stored = (read_card_inputs(model_dir) if os.path.isdir(model_dir) else None) or {}
+    teacher = stored.get("teacher")
+    if teacher and teacher.startswith("."):  # relative to the model's folder: rebased to output_dir's
+        teacher = teacher_reference(os.path.join(model_dir, teacher), eval_args.output_dir)
+    write_model_card(
+        eval_args.output_dir,
+        stored.get("method") or CARD_METHODS.get(model.config.model_type, "livt"),
+        model_name=os.path.basename(os.path.abspath(model_dir)) if os.path.isdir(model_dir) else model_dir,
+        metrics=metrics,
+        class_counts=class_counts,
+        dataset_name=data_args.dataset_name,
+        imbalance_factor=data_args.imbalance_factor,
+        recipe=stored.get("recipe"),
+        label_names=label_names,
+        base_model=stored.get("base_model"),
+        teacher=teacher,
+        repo_id=model_dir,
+    )
 
 
 class RecordingTrainer(Trainer):

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import run_deit_lt  # noqa: E402
+import run_eval  # noqa: E402
 import run_mgp  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -148,6 +149,14 @@ def test_index_bounds_report_head_mid_tail_in_results_and_card(teacher_dir, tmp_
         cells = " | ".join("-" if v is None else f"{100 * v:.2f}" for v in row)
         assert f"| {row_name} | {cells} |" in card, (head, cells)
     assert "### The two experts" in card and "| average of both heads |" in card
+    # re-evaluated elsewhere with run_eval.py: the same DeiT-LT card, its teacher link rebased to the new folder
+    evaluation = tmp_path / "elsewhere" / "evaluation"
+    again = run_eval.main(["--model_name_or_path", str(out), "--output_dir", str(evaluation), *DATA[:4],
+                           "--index_bounds", "2,6"])
+    assert again["distillation_index_tail_accuracy"] == pytest.approx(results["distillation_index_tail_accuracy"])
+    refreshed = (evaluation / "README.md").read_text()
+    assert f"[`{teacher_reference(str(teacher_dir), str(evaluation))}`]" in refreshed
+    assert "### The two experts" in refreshed and "- **distillation alpha**" in refreshed
 
 
 def test_bad_index_bounds_name_is_a_clear_error_before_anything_runs(teacher_dir, tmp_path):

@@ -303,6 +303,28 @@ def test_run_teacher_writes_a_loadable_teacher_with_processor_labels_and_card(tm
     teacher = DistillationTeacher.from_pretrained(str(out))
     assert teacher.image_size == 32 and teacher.mean == pytest.approx(get_normalization("digits")[0])
 
+    # re-evaluated with run_eval.py, in place and elsewhere: still the teacher's card, with its recipe, and the new
+    # results (head/mid/tail here)
+    import run_eval
+
+    def recipe_of(text):
+        return text.split("## Recipe", 1)[1].split("\n## ", 1)[0]
+
+    assert "SAM (rho 0.05)" in recipe_of(card)
+    for eval_dir in (out, tmp_path / "evaluation"):
+        again = run_eval.main(["--model_name_or_path", str(out), "--output_dir", str(eval_dir), *DATA[:4],
+                               "--index_bounds", "3,7"])
+        assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+        refreshed = (eval_dir / "README.md").read_text()
+        assert "A **flat teacher**" in refreshed and "A **LiVT** vision transformer" not in refreshed
+        assert recipe_of(refreshed) == recipe_of(card)
+        assert f"| Tail (the 3 least frequent classes) | {100 * again['index_tail_accuracy']:.2f} % |" in refreshed
+    # a folder whose card does not keep its inputs: the template of its model type, without a recipe
+    (out / "README.md").unlink()
+    run_eval.main(["--model_name_or_path", str(out), "--output_dir", str(tmp_path / "bare"), *DATA[:4]])
+    bare = (tmp_path / "bare" / "README.md").read_text()
+    assert "A **flat teacher**" in bare and "SAM (rho" not in bare
+
 
 def test_run_teacher_refuses_optim_before_the_data_is_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(run_teacher.ClassificationScript, "build_trainer",

@@ -132,6 +132,23 @@ def test_distribution_section(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the card's YAML keeps what its text was written from, so that an evaluation (run_eval.py) can refresh the results
+# without losing the recipe, the base model or the teacher
+CARD_INPUTS_KEY = "modeling_livt"
+# the card of a folder whose card does not keep them (written before it did, or not by us), by its model type
+CARD_METHODS = {"deit_lt": "deit_lt", "resnet_cifar": "teacher"}
+
+
+def read_card_inputs(folder: str | os.PathLike) -> dict | None:
+    """What the card in `folder` was written from (`method`, `recipe`, `base_model`, `teacher`), or None when the
+    folder has no card or its card does not keep them."""
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        return None
+    inputs = ModelCard.load(path).data.to_dict().get(CARD_INPUTS_KEY)
+    return inputs if isinstance(inputs, dict) and inputs.get("method") else None
+
+
 def write_model_card(
     output_dir: str | os.PathLike,
     method: str,
@@ -157,6 +174,7 @@ def write_model_card(
         metrics=["accuracy"],
         eval_results=eval_results(metrics, dataset_name, metrics.get("split", "test")) or None,
         base_model=base_model if base_model and not os.path.exists(base_model) else None,
+        **{CARD_INPUTS_KEY: {"method": method, "recipe": recipe or {}, "base_model": base_model, "teacher": teacher}},
     )
     names = label_names or [str(i) for i in range(len(class_counts))]
     output_dir = Path(output_dir)
