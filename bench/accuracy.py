@@ -13,6 +13,8 @@ recipe, through the package's own scripts called as subprocesses with CLI flags 
     deit_lt                    scripts/run_teacher.py (CIFAR ResNet-32, SAM, Bal-CE, --teacher_epochs), then
                                scripts/run_deit_lt.py (CLS + DIST, DRW at --drw_fraction of the epochs, no mixup
                                after DRW: the official CIFAR recipe)
+    mgp_deit_lt                LiVT + DeiT-LT: the DeiT-LT student starts from the MGP checkpoint (shared with
+                               mgp_bal_bce) with Bal-BCE on the CLS head and layer decay 0.75; the same teacher
 
 Equal budget: every student sees `--epochs` epochs at batch `--batch_size` with the same seed, learning rate,
 schedule and augmentation, and model selection on the validation split (CIFAR-10-LT's standard 12,406 training
@@ -56,11 +58,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
-RECIPES = ("ce", "bce", "bal_ce", "bal_bce", "mgp_bal_bce", "mgp_bal_bce_lora", "deit_lt")
+RECIPES = ("ce", "bce", "bal_ce", "bal_bce", "mgp_bal_bce", "mgp_bal_bce_lora", "deit_lt", "mgp_deit_lt")
 RECIPE_NAMES = {"ce": "CE", "bce": "BCE", "bal_ce": "Bal-CE", "bal_bce": "Bal-BCE", "mgp_bal_bce": "MGP + Bal-BCE",
-                "mgp_bal_bce_lora": "MGP + Bal-BCE, LoRA", "deit_lt": "DeiT-LT"}
-MGP_RECIPES = ("mgp_bal_bce", "mgp_bal_bce_lora")
-DEFAULT_RECIPES = tuple(r for r in RECIPES if r != "mgp_bal_bce_lora")  # LoRA: its own comparison
+                "mgp_bal_bce_lora": "MGP + Bal-BCE, LoRA", "deit_lt": "DeiT-LT", "mgp_deit_lt": "MGP + DeiT-LT"}
+MGP_RECIPES = ("mgp_bal_bce", "mgp_bal_bce_lora", "mgp_deit_lt")
+DEIT_LT_RECIPES = ("deit_lt", "mgp_deit_lt")
+# LoRA and the combined recipe: comparisons of their own
+DEFAULT_RECIPES = tuple(r for r in RECIPES if r not in ("mgp_bal_bce_lora", "mgp_deit_lt"))
 LORA_FLAGS = ["--peft", "lora", "--lora_r", "8", "--lora_alpha", "16", "--merge_adapter", "true"]
 ENCODER = "hidden_size=128,num_hidden_layers=6,num_attention_heads=4,intermediate_size=512"
 # the same sizes for bench/flops.py (patch 4 on 32 px, the MGP decoder below, 75% masking)
@@ -124,15 +128,18 @@ def parse_args(argv=None):
     if args.teacher_name_or_path is not None and args.teacher_epochs is not None:
         parser.error("--teacher_epochs trains a new teacher; --teacher_name_or_path uses a trained one: give one")
     args.teacher_epochs = args.teacher_epochs if args.teacher_epochs is not None else args.epochs
+    distils = any(r in DEIT_LT_RECIPES for r in args.recipes)
     if args.teacher_name_or_path is not None:
-        if "deit_lt" not in args.recipes:
-            parser.error("--teacher_name_or_path is the deit_lt recipe's teacher; add deit_lt to --recipes")
+        if not distils:
+            parser.error("--teacher_name_or_path is the teacher of the DeiT-LT recipes; add deit_lt or mgp_deit_lt "
+                         "to --recipes")
         if not (Path(args.teacher_name_or_path) / "config.json").is_file():
             parser.error(f"--teacher_name_or_path {args.teacher_name_or_path}: no config.json there (a folder "
                          "saved by scripts/run_teacher.py is expected)")
         args.teacher_epochs = None
-    if args.student_augmentation != "none" and "deit_lt" not in args.recipes:
-        parser.error("--student_augmentation applies to the deit_lt recipe only; add deit_lt to --recipes")
+    if args.student_augmentation != "none" and not distils:
+        parser.error("--student_augmentation applies to the DeiT-LT recipes only; add deit_lt or mgp_deit_lt to "
+                     "--recipes")
     try:
         args.seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     except ValueError:
@@ -208,18 +215,11 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
         return [("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, *vit_flags(),
                               *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", recipe,
                               "--layer_decay", "1.0", "--save_total_limit", "1"], out)]
-    if recipe in MGP_RECIPES:
-        mgp_dir, out = run_dir / "mgp", run_dir / recipe
-        return [
-            ("mgp", [python, str(SCRIPTS / "run_mgp.py"), *data, *vit_flags(with_decoder=True),
-                     *train_flags(args, mgp_dir, args.mgp_epochs), "--save_strategy", "no"], mgp_dir),
-            ("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, "--model_name_or_path", str(mgp_dir),
-                          *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", "bal_bce",
-                          "--layer_decay", "0.75", "--save_total_limit", "1",
-                          *(LORA_FLAGS if recipe == "mgp_bal_bce_lora" else [])], out),
-        ]
-    if recipe == "deit_lt":
-        teacher_dir, out = run_dir / "deit_lt_teacher", run_dir / "deit_lt"
+    mgp_dir = run_dir / "mgp"  # one MGP checkpoint for every recipe that starts from one
+    mgp_stage = ("mgp", [python, str(SCRIPTS / "run_mgp.py"), *data, *vit_flags(with_decoder=True),
+                         *train_flags(args, mgp_dir, args.mgp_epochs), "--save_strategy", "no"], mgp_dir)
+    if recipe in DEIT_LT_RECIPES:
+        teacher_dir, out = run_dir / "deit_lt_teacher", run_dir / recipe
         drw_epoch = max(1, round(args.drw_fraction * args.epochs)) if args.epochs > 1 else 1
         augmentation = student_flags(args)
         if args.student_augmentation == "paper":
@@ -234,13 +234,25 @@ def recipe_commands(recipe: str, args, run_dir: Path) -> list[tuple[str, list[st
                              "--save_total_limit", "1"], teacher_dir)]
         else:
             teacher_dir = Path(args.teacher_name_or_path).resolve()
-        return teacher_stage + [
-            ("student", [python, str(SCRIPTS / "run_deit_lt.py"), *data, *vit_flags(),
+        # the combined recipe: the student from the MGP checkpoint, Bal-BCE on CLS, LiVT's layer decay
+        student_model = vit_flags() if recipe == "deit_lt" else [
+            "--model_name_or_path", str(mgp_dir), "--cls_loss_type", "bal_bce", "--layer_decay", "0.75"]
+        return ([mgp_stage] if recipe == "mgp_deit_lt" else []) + teacher_stage + [
+            ("student", [python, str(SCRIPTS / "run_deit_lt.py"), *data, *student_model,
                          "--teacher_name_or_path", str(teacher_dir), "--drw_epoch", str(drw_epoch),
                          # the official CIFAR recipe stops mixing at DRW; without mixing there is nothing to stop
                          *(["--no_mixup_after_drw", "true"] if mixing else []),
                          *train_flags(args, out, args.epochs), *augmentation, "--save_total_limit", "1"],
              out),
+        ]
+    if recipe in MGP_RECIPES:
+        out = run_dir / recipe
+        return [
+            mgp_stage,
+            ("finetune", [python, str(SCRIPTS / "run_finetune.py"), *data, "--model_name_or_path", str(mgp_dir),
+                          *train_flags(args, out, args.epochs), *student_flags(args), "--loss_type", "bal_bce",
+                          "--layer_decay", "0.75", "--save_total_limit", "1",
+                          *(LORA_FLAGS if recipe == "mgp_bal_bce_lora" else [])], out),
         ]
     raise ValueError(recipe)
 
@@ -313,7 +325,7 @@ def training_tflops(result: dict) -> float | None:
     sys.path.insert(0, str(REPO / "bench"))
     from flops import ViTDims, classifier_forward_flops, mgp_forward_flops, training_flops
 
-    if result["recipe"] == "deit_lt":
+    if result["recipe"] in DEIT_LT_RECIPES:
         return None
     settings, images = result["settings"], sum(result["class_counts"])
     dims = ViTDims(**VIT_DIMS, num_labels=len(result["class_counts"]))
@@ -332,12 +344,11 @@ def pct(value) -> str:
 def epochs_cell(result: dict) -> str:
     """Classifier epochs; MGP's and the teacher's epochs come first ("12 MGP + 12")."""
     settings, epochs = result["settings"], str(result["settings"]["epochs"])
-    if result["recipe"] in MGP_RECIPES:
-        return f"{settings['mgp_epochs']} MGP + {epochs}"
-    if result["recipe"] == "deit_lt":
+    mgp = f"{settings['mgp_epochs']} MGP + " if result["recipe"] in MGP_RECIPES else ""
+    if result["recipe"] in DEIT_LT_RECIPES:
         teacher = settings["teacher_epochs"] if settings.get("teacher_epochs") is not None else settings["teacher"]
-        return f"{teacher} teacher + {epochs}"
-    return epochs
+        return f"{mgp}{teacher} teacher + {epochs}"
+    return mgp + epochs
 
 
 def validation_cell(result: dict) -> str:

@@ -154,3 +154,28 @@ def test_validation_and_the_two_experts_in_the_report(tmp_path):
     # Head and Tail columns: the 3rd and 5th accuracy columns after Many, Medium
     assert [row.split(" | ")[5] for row in experts] == ["60.0", "90.0", "40.0"]
     assert [row.split(" | ")[7] for row in experts] == ["30.0", "10.0", "80.0"]
+
+
+def test_combined_recipe_distils_a_student_started_from_the_shared_mgp_checkpoint(tmp_path):
+    assert "mgp_deit_lt" not in accuracy.parse_args([]).recipes  # its own comparison
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text("{}")
+    args = accuracy.parse_args(["--recipes", "mgp_bal_bce,deit_lt,mgp_deit_lt", "--teacher_name_or_path",
+                                str(teacher), "--epochs", "50", "--student_augmentation", "paper"])
+    combined = accuracy.recipe_commands("mgp_deit_lt", args, tmp_path)
+    assert [name for name, _, _ in combined] == ["mgp", "student"]
+    assert combined[0] == accuracy.recipe_commands("mgp_bal_bce", args, tmp_path)[0]  # one MGP stage for both
+    argv, plain = combined[1][1], accuracy.recipe_commands("deit_lt", args, tmp_path)[0][1]
+    assert argv[argv.index("--model_name_or_path") + 1] == str(tmp_path / "mgp")
+    assert argv[argv.index("--cls_loss_type") + 1] == "bal_bce" and argv[argv.index("--layer_decay") + 1] == "0.75"
+    assert "--config_name" not in argv and combined[1][2] == tmp_path / "mgp_deit_lt"
+    # otherwise DeiT-LT's student: the same teacher, DRW, augmentation and schedule
+    model_flags = {"--model_name_or_path", "--cls_loss_type", "--layer_decay", "--config_name", "--image_size",
+                   "--patch_size", "--config_overrides", "--output_dir"}
+    same = [[a for i, a in enumerate(v) if a not in model_flags and v[i - 1] not in model_flags]
+            for v in (argv, plain)]
+    assert same[0] == same[1]
+    result = {"recipe": "mgp_deit_lt", "settings": accuracy.settings_of(args), "class_counts": [5, 1]}
+    assert accuracy.epochs_cell(result) == "50 MGP + teacher teacher + 50"
+    assert accuracy.training_tflops(result) is None  # the teacher's FLOPs are not counted
