@@ -7,7 +7,9 @@
 #
 # In order (a step that runs out of its time box is stopped, the next one still runs):
 #   1. bench/speed.py on CUDA, bf16: ViT-B/16 at 224 px with model FLOP utilisation (H100/H200 dense bf16 peak 989)
-#   2. the DeiT-LT teacher (ResNet-32 + SAM, Bal-CE, 200 epochs), only when bench/models/cifar10lt_teacher is missing
+#   2. the DeiT-LT teacher (ResNet-32 + SAM, 200 epochs, the official LDAM-DRW + SAM recipe: crop + flip, rho 0.8,
+#      weight decay 2e-4; bench/results/teacher_selection_cifar10lt.md), only when bench/models/cifar10lt_teacher is
+#      missing
 #   3. the 12-epoch table's four losses (CE, BCE, Bal-CE, Bal-BCE) at seeds 0, 1 and 2
 #   4. the DeiT-LT student at 200 epochs from the teacher
 # bench/accuracy.py appends each finished run to its .json at once, so whatever finishes comes back.
@@ -63,7 +65,8 @@ TEACHER=$REPO/bench/models/cifar10lt_teacher
 if [ ! -f "$TEACHER/model.safetensors" ]; then
     TEACHER=$WORK/cifar10lt_teacher
     run_step teacher "$T_TEACHER" $PY scripts/run_teacher.py --dataset_name "$DATA" --imbalance_factor 100 \
-        --normalization cifar --teacher_arch resnet_cifar --loss_type bal_ce --output_dir "$TEACHER" --seed 0 \
+        --normalization cifar --teacher_arch resnet_cifar --loss_type ldam_drw --rand_augment false --sam_rho 0.8 \
+        --weight_decay 2e-4 --output_dir "$TEACHER" --seed 0 \
         --per_device_train_batch_size 128 --per_device_eval_batch_size 1024 --num_train_epochs "$TEACHER_EPOCHS" \
         --learning_rate 0.1 --dataloader_num_workers "$WORKERS" --logging_steps 100 --disable_tqdm true \
         --report_to none --save_total_limit 1 $SMALL
