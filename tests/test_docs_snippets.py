@@ -1,19 +1,23 @@
-"""Every ```python block of README.md and docs/*.md runs exactly as shown: each in a fresh namespace, in a temporary
-working directory, offline (conftest.py sets HF_HUB_OFFLINE and blocks the network). ```bash blocks are not run.
+"""Every ```python block of README.md, docs/*.md and bench/recipes/README.md runs exactly as shown: each in a fresh
+namespace, in a temporary working directory, offline (conftest.py sets HF_HUB_OFFLINE and blocks the network).
+```bash blocks are not run.
 
-A block that contains a line `# doc-test: skip (reason)` is skipped with that reason; it is meant only for snippets that
-genuinely need the Hub or a GPU."""
+A block that contains a line `# doc-test: skip (reason)` is skipped with that reason, after its import lines are run
+(a renamed module fails there too); it is meant only for snippets that genuinely need the Hub, a GPU or a file we do
+not have."""
 
 import re
+import textwrap
 import traceback
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# a fence at the start of a line: ```python ... ``` (the language tag exactly "python")
-PYTHON_BLOCK = re.compile(r"^```python[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "recipes" / "README.md"]
+# a fence at the start of a line, or indented inside a list item: ```python ... ``` (the language tag exactly "python")
+PYTHON_BLOCK = re.compile(r"^(?P<indent>[ \t]*)```python[ \t]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
+                          re.DOTALL | re.MULTILINE)
 SKIP_LINE = re.compile(r"^[ \t]*# doc-test: skip \((?P<reason>[^)]+)\)[ \t]*$", re.MULTILINE)
 
 
@@ -21,7 +25,7 @@ def python_blocks(path: Path) -> list[tuple[int, int, str]]:
     """(block index, first code line, code) of each ```python block of a Markdown file."""
     text = path.read_text(encoding="utf-8")
     return [
-        (index, text.count("\n", 0, match.start("code")) + 1, match.group("code"))
+        (index, text.count("\n", 0, match.start("code")) + 1, textwrap.dedent(match.group("code")))
         for index, match in enumerate(PYTHON_BLOCK.finditer(text))
     ]
 
@@ -42,11 +46,13 @@ def test_docs_have_python_blocks():
 def test_block_parser_finds_fences_and_skip_lines(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(
-        "text\n```python\nx = 1\n```\n```bash\nmake demo\n```\n```python\n# doc-test: skip (needs a GPU)\ny = 2\n```\n",
+        "text\n```python\nx = 1\n```\n```bash\nmake demo\n```\n```python\n# doc-test: skip (needs a GPU)\ny = 2\n```\n"
+        "- a list item:\n\n  ```python\n  import os\n  if os:\n      z = 3\n  ```\n",
         encoding="utf-8",
     )
     blocks = python_blocks(page)
-    assert [(index, line) for index, line, _ in blocks] == [(0, 3), (1, 9)]
+    assert [(index, line) for index, line, _ in blocks] == [(0, 3), (1, 9), (2, 15)]
+    assert blocks[2][2] == "import os\nif os:\n    z = 3\n"  # an indented block, dedented
     assert blocks[0][2] == "x = 1\n"
     assert SKIP_LINE.search(blocks[0][2]) is None
     assert SKIP_LINE.search(blocks[1][2]).group("reason") == "needs a GPU"
@@ -73,6 +79,8 @@ def test_python_block_runs(path, index, line, code, tmp_path, monkeypatch):
     label = path.relative_to(ROOT).as_posix()
     skip = SKIP_LINE.search(code)
     if skip:
+        imports = "".join(c if c.startswith(("import ", "from ")) else "\n" for c in code.splitlines(keepends=True))
+        run_block(label, index, line, imports)
         pytest.skip(f"{label}, python block {index} (line {line}): {skip.group('reason')}")
     monkeypatch.chdir(tmp_path)
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE"):
