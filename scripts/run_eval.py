@@ -232,16 +232,19 @@ def main(argv=None):
 def write_evaluation_card(eval_args, data_args, model, metrics, class_counts, label_names) -> None:
     """output_dir's README.md: the evaluated model's card with these results. The recipe, base model and teacher come
     from the model folder's own card, so that re-evaluating a folder in place keeps them (a card that does not keep
-    them: the template of its model type, without a recipe)."""
-    model_dir = eval_args.model_name_or_path
+    them: the template of its model type, without a recipe). The card is named after output_dir when it holds a model
+    itself (in place, or a copy of the evaluated folder), else after the evaluated model."""
+    model_dir, output_dir = eval_args.model_name_or_path, eval_args.output_dir
     stored = (read_card_inputs(model_dir) if os.path.isdir(model_dir) else None) or {}
     teacher = stored.get("teacher")
-    if teacher and teacher.startswith("."):  # relative to the model's folder: rebased to output_dir's
-        teacher = teacher_reference(os.path.join(model_dir, teacher), eval_args.output_dir)
+    # relative to the model's folder: rebased to output_dir's (kept as it was when it does not lead to a folder)
+    if teacher and teacher.startswith(".") and os.path.isdir(os.path.join(model_dir, teacher)):
+        teacher = teacher_reference(os.path.join(model_dir, teacher), output_dir)
+    described = output_dir if os.path.isfile(os.path.join(output_dir, "config.json")) else model_dir
     write_model_card(
-        eval_args.output_dir,
+        output_dir,
         stored.get("method") or CARD_METHODS.get(model.config.model_type, "livt"),
-        model_name=os.path.basename(os.path.abspath(model_dir)) if os.path.isdir(model_dir) else model_dir,
+        model_name=os.path.basename(os.path.abspath(described)) if os.path.isdir(described) else described,
         metrics=metrics,
         class_counts=class_counts,
         dataset_name=data_args.dataset_name,
@@ -250,7 +253,7 @@ def write_evaluation_card(eval_args, data_args, model, metrics, class_counts, la
         label_names=label_names,
         base_model=stored.get("base_model"),
         teacher=teacher,
-        repo_id=model_dir,
+        repo_id=described,
     )
 
 

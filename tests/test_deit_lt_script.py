@@ -2,6 +2,7 @@
 Bal-BCE, DeiT-LT's head/mid/tail index split in the results and the card, and the errors raised before any training."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -157,6 +158,17 @@ def test_index_bounds_report_head_mid_tail_in_results_and_card(teacher_dir, tmp_
     refreshed = (evaluation / "README.md").read_text()
     assert f"[`{teacher_reference(str(teacher_dir), str(evaluation))}`]" in refreshed
     assert "### The two experts" in refreshed and "- **distillation alpha**" in refreshed
+    assert f'from_pretrained("{out}"' in refreshed  # a report on the evaluated folder
+    # published: the folder copied elsewhere, its card written from the training folder into the copy (named after
+    # the copy, the teacher link from there); re-evaluating the copy in place keeps that link
+    published = tmp_path / "models" / "student"
+    shutil.copytree(out, published)
+    run_eval.main(["--model_name_or_path", str(out), "--output_dir", str(published), *DATA[:4]])
+    link = f"[`{teacher_reference(str(teacher_dir), str(published))}`]"
+    card = (published / "README.md").read_text()
+    assert link in card and f'from_pretrained("{published}"' in card and "# student" in card
+    run_eval.main(["--model_name_or_path", str(published), "--output_dir", str(published), *DATA[:4]])
+    assert link in (published / "README.md").read_text()
 
 
 def test_bad_index_bounds_name_is_a_clear_error_before_anything_runs(teacher_dir, tmp_path):
