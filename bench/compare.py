@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""The results' headline comparisons with their spread over seeds, from the committed results files.
+
+Each comparison is arm A - arm B on one metric, each arm a set of runs of one recipe (and settings) in a
+`bench/results/*.json` file written by `bench/accuracy.py` or `bench/timm_loop.py`. The verdict:
+
+- sigma: the per-run standard deviation over seeds (sample std, n - 1), pooled over the two arms
+  (sqrt((s_A^2 + s_B^2) / 2)) when both have two or more seeds, else that of the arm that has them; when neither has,
+  the named noise estimate (the same metric's std of a recipe in the 12-epoch seeds table), and the row says so;
+- |A - B| <= 2 sigma is a tie; beyond it, the larger arm is better.
+
+    python bench/compare.py                        # bench/results/comparisons_cifar10lt.{md,json}
+    python bench/compare.py --results_dir DIR --output_prefix /tmp/comparisons
+
+A comparison whose runs are not in the files yet is listed under "Not measured".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS_TABLE = "accuracy_cifar10lt_seeds"  # 12 epochs, four losses, seeds 0-2: the noise estimate
+DEIT_LT_TABLE = "deit_lt_cifar10lt"  # 50 epochs: the DeiT-LT students and Bal-BCE from scratch
+
+
+@dataclass(frozen=True)
+class Arm:
+    """The runs of `recipe` in `<results_dir>/<table>.json` whose settings contain `settings`; `metric` overrides the
+    comparison's (the two heads of one DeiT-LT run). `chosen_by_validation`: a settings key whose value is picked as
+    that of the seed-0 run with the best validation accuracy (the student's augmentation arm), never by test."""
+
+    table: str
+    recipe: str
+    settings: dict = field(default_factory=dict)
+    metric: str | None = None
+    chosen_by_validation: str | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    metric: str
+    a: Arm
+    b: Arm
+    noise: Arm | None = None  # used only when neither arm has two seeds
+
+
+STUDENT = Arm(DEIT_LT_TABLE, "deit_lt", {"epochs": 50}, chosen_by_validation="student_augmentation",
+              label="DeiT-LT student")
+SCRATCH_50 = Arm(DEIT_LT_TABLE, "bal_bce", {"epochs": 50}, label="Bal-BCE from scratch")
+COMPARISONS = (
+    Comparison("Bal-BCE - BCE on the tail (12 epochs)", "index_tail_accuracy",
+               Arm(SEEDS_TABLE, "bal_bce", label="Bal-BCE"), Arm(SEEDS_TABLE, "bce", label="BCE")),
+    Comparison("Bal-CE - CE on the tail (12 epochs)", "index_tail_accuracy",
+               Arm(SEEDS_TABLE, "bal_ce", label="Bal-CE"), Arm(SEEDS_TABLE, "ce", label="CE")),
+    Comparison("MGP + Bal-BCE - Bal-BCE from scratch at equal training FLOPs (30 + 34 MGP vs 50 epochs)", "accuracy",
+               Arm("mgp_equal_flops_cifar10lt", "mgp_bal_bce", label="MGP + Bal-BCE"),
+               Arm("mgp_equal_flops_cifar10lt", "bal_bce", label="Bal-BCE"),
+               noise=Arm(SEEDS_TABLE, "bal_bce", label="Bal-BCE, 12 epochs")),
+    Comparison("DeiT-LT - Bal-BCE from scratch (50 epochs)", "accuracy", STUDENT, SCRATCH_50),
+    Comparison("DeiT-LT - Bal-BCE from scratch on the tail (50 epochs)", "index_tail_accuracy", STUDENT, SCRATCH_50),
+    Comparison("DeiT-LT's DIST head - its CLS head on the tail", "index_tail_accuracy",
+               replace(STUDENT, metric="distillation_index_tail_accuracy", label="DIST head"),
+               replace(STUDENT, metric="cls_index_tail_accuracy", label="CLS head")),
+    Comparison("DeiT-LT's CLS head - its DIST head on the head classes", "index_head_accuracy",
+               replace(STUDENT, metric="cls_index_head_accuracy", label="CLS head"),
+               replace(STUDENT, metric="distillation_index_head_accuracy", label="DIST head")),
+    Comparison("the package - an independent timm loop, Bal-BCE (12 epochs)", "accuracy",
+               Arm(SEEDS_TABLE, "bal_bce", label="the package"),
+               Arm("timm_loop_cifar10lt", "bal_bce", label="timm loop")),
+    Comparison("the package - an independent timm loop, Bal-BCE on the tail (12 epochs)", "index_tail_accuracy",
+               Arm(SEEDS_TABLE, "bal_bce", label="the package"),
+               Arm("timm_loop_cifar10lt", "bal_bce", label="timm loop")),
+)
+
+
+class NotMeasured(LookupError):
+    pass
+
+
+def load_table(results_dir: Path, table: str) -> list[dict]:
+    path = results_dir / f"{table}.json"
+    if not path.exists():
+        raise NotMeasured(f"{path.name} does not exist")
+    data = json.loads(path.read_text())
+    return data["results"] if isinstance(data, dict) else data
+
+
+def arm_values(arm: Arm, metric: str, results_dir: Path) -> tuple[list[float], dict]:
+    """The arm's metric per seed (sorted by seed) and the settings it was drawn with."""
+    runs = [r for r in load_table(results_dir, arm.table) if r["recipe"] == arm.recipe and
+            all(r["settings"].get(k) == v for k, v in arm.settings.items())]
+    settings = dict(arm.settings)
+    if arm.chosen_by_validation and runs:
+        seed0 = [r for r in runs if r["settings"]["seed"] == 0 and (r.get("validation") or {}).get("best") is not None]
+        if not seed0:
+            raise NotMeasured(f"{arm.table}.json: no seed-0 {arm.recipe} run with a validation accuracy to choose "
+                              f"{arm.chosen_by_validation} by")
+        best = max(seed0, key=lambda r: r["validation"]["best"])
+        settings[arm.chosen_by_validation] = best["settings"].get(arm.chosen_by_validation)
+        runs = [r for r in runs if r["settings"].get(arm.chosen_by_validation) == settings[arm.chosen_by_validation]]
+    key = arm.metric or metric
+    values = {r["settings"]["seed"]: r["metrics"][key] for r in runs if r["metrics"].get(key) is not None}
+    if not values:
+        raise NotMeasured(f"{arm.table}.json has no {arm.recipe} run with {key}"
+                          + (f" and settings {arm.settings}" if arm.settings else ""))
+    return [values[s] for s in sorted(values)], settings
+
+
+def spread(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def verdict(a: list[float], b: list[float], noise: float | None = None) -> dict:
+    """A - B, sigma by the rule in the module docstring, and 'A better' / 'B better' / 'tie' (|A - B| <= 2 sigma)."""
+    s_a, s_b = spread(a), spread(b)
+    if s_a is not None and s_b is not None:
+        sigma, source = math.sqrt((s_a ** 2 + s_b ** 2) / 2), "pooled"
+    elif s_a is not None or s_b is not None:
+        sigma, source = (s_a if s_a is not None else s_b), ("A" if s_a is not None else "B")
+    elif noise is not None:
+        sigma, source = noise, "noise estimate"
+    else:
+        raise NotMeasured("neither arm has two seeds and there is no noise estimate")
+    difference = statistics.fmean(a) - statistics.fmean(b)
+    call = "tie" if abs(difference) <= 2 * sigma else ("A better" if difference > 0 else "B better")
+    return {"difference": difference, "sigma": sigma, "sigma_source": source, "verdict": call}
+
+
+def evaluate(comparison: Comparison, results_dir: Path) -> dict:
+    a, a_settings = arm_values(comparison.a, comparison.metric, results_dir)
+    b, b_settings = arm_values(comparison.b, comparison.metric, results_dir)
+    noise = None
+    if comparison.noise is not None and len(a) < 2 and len(b) < 2:
+        noise = spread(arm_values(comparison.noise, comparison.metric, results_dir)[0])
+    return {"name": comparison.name, "metric": comparison.metric,
+            "a": {"label": comparison.a.label, "values": a, "settings": a_settings},
+            "b": {"label": comparison.b.label, "values": b, "settings": b_settings},
+            **verdict(a, b, noise),
+            "noise_from": None if noise is None else f"{comparison.noise.table}: {comparison.noise.label}"}
+
+
+def arm_cell(arm: dict) -> str:
+    values = arm["values"]
+    std = spread(values)
+    return (f"{arm['label']}: {100 * statistics.fmean(values):.1f}"
+            + ("" if std is None else f" ± {100 * std:.1f}") + f" (n = {len(values)})")
+
+
+def report_lines(rows: list[dict], missing: list[tuple[str, str]]) -> list[str]:
+    lines = ["# Headline comparisons with their spread over seeds", "",
+             "`python bench/compare.py`, from the results files beside this one. A - B in points; sigma: the per-run "
+             "standard deviation over seeds (n - 1), pooled over both arms when both have two or more seeds, else "
+             "that of the arm that has them, else the noise estimate named; |A - B| <= 2 sigma is a tie.", "",
+             "| comparison | A (mean ± std) | B (mean ± std) | A - B | sigma | verdict |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        source = row["noise_from"] or {"pooled": "pooled", "A": "A's", "B": "B's"}[row["sigma_source"]]
+        lines.append(f"| {row['name']} | {arm_cell(row['a'])} | {arm_cell(row['b'])} | "
+                     f"{100 * row['difference']:+.1f} | {100 * row['sigma']:.1f} ({source}) | {row['verdict']} |")
+    if missing:
+        lines += ["", "Not measured:", ""] + [f"- {name}: {why}" for name, why in missing]
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results_dir", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--output_prefix", default=None, help="Default: <results_dir>/comparisons_cifar10lt.")
+    args = parser.parse_args(argv)
+    results_dir = Path(args.results_dir)
+    if not results_dir.is_dir():
+        parser.error(f"--results_dir {results_dir}: not a folder")
+    prefix = Path(args.output_prefix or results_dir / "comparisons_cifar10lt")
+    rows, missing = [], []
+    for comparison in COMPARISONS:
+        try:
+            rows.append(evaluate(comparison, results_dir))
+        except NotMeasured as why:
+            missing.append((comparison.name, str(why)))
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    prefix.with_suffix(".json").write_text(json.dumps({"comparisons": rows, "not_measured": missing}, indent=2))
+    prefix.with_suffix(".md").write_text("\n".join(report_lines(rows, missing)) + "\n")
+    print("\n".join(report_lines(rows, missing)))
+    return rows, missing
+
+
+if __name__ == "__main__":
+    main()
