@@ -28,6 +28,11 @@ def test_verdict_uses_the_arm_with_seeds_then_the_noise_estimate():
     one = compare.verdict([0.60], [0.55, 0.57])
     assert one["sigma"] == pytest.approx(np.std([0.55, 0.57], ddof=1)) and one["sigma_source"] == "B"
     assert one["verdict"] == "A better"  # 0.04 > 2 * 0.0141
+    # fewer than three seeds: at least the noise estimate
+    floor = compare.verdict([0.60], [0.55, 0.57], noise=0.03)
+    assert floor["sigma"] == 0.03 and floor["sigma_source"] == "noise estimate" and floor["verdict"] == "tie"
+    below = compare.verdict([0.60], [0.55, 0.57], noise=0.001)
+    assert below["sigma_source"] == "B" and below["verdict"] == "A better"
     noisy = compare.verdict([0.606], [0.593], noise=0.01)
     assert noisy["sigma_source"] == "noise estimate" and noisy["verdict"] == "tie"  # 0.013 <= 0.02
     with pytest.raises(compare.NotMeasured, match="no noise estimate"):
@@ -63,6 +68,9 @@ def test_report_rows_and_what_is_not_measured(tmp_path, capsys):
     (tmp_path / "accuracy_cifar10lt_seeds.json").write_text(json.dumps({"results": seeds}))
     flops = [run("mgp_bal_bce", 0, {"accuracy": 0.606}), run("bal_bce", 0, {"accuracy": 0.593})]
     (tmp_path / "mgp_equal_flops_cifar10lt.json").write_text(json.dumps({"results": flops}))
+    fifty = [student(0, "none", 0.70, 0.72, 0.30, 0.60), student(1, "none", 0.70, 0.74, 0.31, 0.58),
+             run("bal_bce", 0, {"accuracy": 0.59}), run("bal_bce", 1, {"accuracy": 0.60})]
+    (tmp_path / "deit_lt_cifar10lt.json").write_text(json.dumps({"results": fifty}))
     rows, missing = compare.main(["--results_dir", str(tmp_path)])
     by_name = {row["name"]: row for row in rows}
     tail = by_name["Bal-BCE - BCE on the tail (12 epochs)"]
@@ -71,13 +79,18 @@ def test_report_rows_and_what_is_not_measured(tmp_path, capsys):
     mgp = by_name["MGP + Bal-BCE - Bal-BCE from scratch at equal training FLOPs (30 + 34 MGP vs 50 epochs)"]
     assert mgp["sigma"] == pytest.approx(np.std([0.38, 0.40, 0.39], ddof=1))  # the 12-epoch Bal-BCE accuracy std
     assert mgp["noise_from"].startswith("accuracy_cifar10lt_seeds") and mgp["verdict"] == "tie"
+    deit = by_name["DeiT-LT - Bal-BCE from scratch (50 epochs)"]
+    measured = np.sqrt((np.var([0.72, 0.74], ddof=1) + np.var([0.59, 0.60], ddof=1)) / 2)  # 0.0112
+    assert np.std([0.38, 0.40, 0.39], ddof=1) == pytest.approx(0.01)  # the noise estimate is below it
+    assert deit["sigma"] == pytest.approx(measured) and deit["sigma_source"] == "pooled"
+    assert deit["difference"] == pytest.approx(0.135) and deit["verdict"] == "A better"
     names = [name for name, _ in missing]
-    assert "DeiT-LT - Bal-BCE from scratch (50 epochs)" in names
+    assert "DeiT-LT - Bal-BCE from scratch on the tail (50 epochs)" in names  # no tail in the fake scratch runs
     assert "Bal-CE - CE on the tail (12 epochs)" in names  # no bal_ce runs in the fake table
     report = (tmp_path / "comparisons_cifar10lt.md").read_text()
     assert "| Bal-BCE - BCE on the tail (12 epochs) | Bal-BCE: 18.0 ± 2.0 (n = 3) | BCE: 0.3 ± 0.6 (n = 3) | +17.7 |" \
         in report
-    assert "deit_lt_cifar10lt.json does not exist" in report
+    assert "timm_loop_cifar10lt.json does not exist" in report
     with pytest.raises(SystemExit):
         compare.main(["--results_dir", str(tmp_path / "missing")])
     assert "not a folder" in capsys.readouterr().err
