@@ -46,8 +46,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import shlex
 import statistics
 import subprocess
@@ -302,6 +304,24 @@ def read_validation(output_dir: Path) -> dict | None:
     return {"best": state.get("best_metric"), "best_step": state.get("best_global_step"), "last": evaluations[-1]}
 
 
+def run_environment() -> dict:
+    """Where a result was measured: the machine (CPU model and cores, torch) and the commit of this checkout (with
+    "+changes" when the tracked files differ from it)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine()) \
+        if Path("/proc/cpuinfo").exists() else platform.processor() or platform.machine()
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        commit += "+changes" if changed else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = None  # not a git checkout
+    return {"machine": f"{os.cpu_count()} CPU cores ({cpu}), torch {importlib.metadata.version('torch')}, "
+                       f"Python {platform.python_version()}", "commit": commit}
+
+
 def load_results(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -478,7 +498,10 @@ def write_report(results: list[dict], prefix: Path):
     lines += ["", *experts_lines(results)]
     lines += ["Commands (per recipe, in order):", ""]
     for r in results:
-        lines.append(f"- {RECIPE_NAMES.get(r['recipe'], r['recipe'])} ({r['date']}):")
+        # earlier results lack the machine and commit
+        where = (f", {r['machine']}" if r.get("machine") else "") + \
+            (f", commit {r['commit']}" if r.get("commit") else "")
+        lines.append(f"- {RECIPE_NAMES.get(r['recipe'], r['recipe'])} ({r['date']}{where}):")
         lines += [f"  - `{c}`" for c in r["commands"]]
     settings = {r["signature"]: r["settings"] for r in results}
     lines += ["", "Settings by signature:", ""] + [f"- `{k}`: `{json.dumps(v)}`" for k, v in settings.items()]
@@ -565,7 +588,7 @@ def main(argv=None):
         train_metrics = json.loads((stages[-1][2] / "train_results.json").read_text())
         entry = {
             "recipe": recipe, "name": RECIPE_NAMES[recipe], "seed": args.seed, "signature": sig, "settings": settings,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **run_environment(),
             "wall_time_s": time.perf_counter() - start, "stage_times_s": stage_times,
             "commands": [shlex.join(["python", *(display_path(a) for a in argv[1:])]) for _, argv, _ in stages],
             "output_dir": str(stages[-1][2]), "class_counts": class_counts,

@@ -33,8 +33,6 @@ import copy
 import datetime
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -44,7 +42,13 @@ import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
-from accuracy import DEFAULT_DATA, INDEX_BOUNDS, mean_std_cell, seed_summary  # bench's own report helpers
+from accuracy import (  # bench's own report helpers
+    DEFAULT_DATA,
+    INDEX_BOUNDS,
+    mean_std_cell,
+    run_environment,
+    seed_summary,
+)
 from datasets import load_dataset
 from timm.optim import param_groups_weight_decay
 from torch.utils.data import DataLoader
@@ -259,7 +263,8 @@ def write_report(results: list[dict], prefix: Path):
         lines.append(f"| {LOSS_NAMES[r['recipe']]} | {r['seed']} | " + " | ".join(cells) +
                      f" | {100 * r['validation']['best']:.1f} | {r['validation']['best_epoch']} | "
                      f"{r['wall_time_s'] / 60:.1f} |")
-    lines += ["", "Commands:", ""] + sorted({f"- `{r['command']}` ({r['machine']})" for r in results})
+    lines += ["", "Commands:", ""] + sorted({f"- `{r['command']}` ({r['machine']}, commit {r['commit']})"
+                                             for r in results})
     prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -272,6 +277,7 @@ def main(argv=None):
     results = json.loads(json_path.read_text())["results"] if json_path.exists() else []
     settings = {k: getattr(args, k) for k in ("epochs", "batch_size", "learning_rate", "weight_decay", "warmup",
                                               "imbalance_factor", "max_train_samples", "max_eval_samples")}
+    environment = run_environment()
     for seed in args.seeds:
         for loss_name in args.losses:
             if any(r["recipe"] == loss_name and r["settings"] == {**settings, "seed": seed} for r in results):
@@ -282,8 +288,8 @@ def main(argv=None):
                 "recipe": loss_name, "seed": seed, "settings": {**settings, "seed": seed}, **run,
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "command": shlex.join(["python", "bench/timm_loop.py", *(sys.argv[1:] if argv is None else argv)]),
-                "machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, torch "
-                           f"{torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads, fp32"})
+                "machine": f"{environment['machine']}, timm {timm.__version__}, {torch.get_num_threads()} threads, "
+                           "fp32", "commit": environment["commit"]})
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps({"summary_over_seeds": seed_summary(results), "results": results},
                                             indent=2))

@@ -179,3 +179,26 @@ def test_combined_recipe_distils_a_student_started_from_the_shared_mgp_checkpoin
     result = {"recipe": "mgp_deit_lt", "settings": accuracy.settings_of(args), "class_counts": [5, 1]}
     assert accuracy.epochs_cell(result) == "50 MGP + teacher teacher + 50"
     assert accuracy.training_tflops(result) is None  # the teacher's FLOPs are not counted
+
+
+def test_results_record_the_machine_and_the_commit_they_measured(tmp_path):
+    import os
+    import subprocess
+
+    environment = accuracy.run_environment()
+    assert environment["machine"].startswith(f"{os.cpu_count()} CPU cores (")
+    head = subprocess.run(["git", "-C", str(accuracy.REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True)
+    if head.returncode != 0:
+        assert environment["commit"] is None  # not a git checkout (a release archive)
+    else:
+        assert environment["commit"].split("+")[0] == head.stdout.strip()
+    old = fake_result("bal_bce", 0, 0.5, 0.2)
+    old.update(name="Bal-BCE", date="d", commands=["python x"], wall_time_s=60.0, class_counts=[3, 1],
+               label_names=None)
+    old["metrics"]["per_class_accuracy"] = [0.5, 0.5]
+    new = {**old, "recipe": "bce", "machine": "2 CPU cores (X)", "commit": "abc1234"}
+    accuracy.write_report([old, new], tmp_path / "r")
+    text = (tmp_path / "r.md").read_text()
+    assert "- Bal-BCE (d):" in text  # an earlier result without them
+    assert "- BCE (d, 2 CPU cores (X), commit abc1234):" in text
