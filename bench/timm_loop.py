@@ -82,7 +82,7 @@ def parse_args(argv=None):
     args.losses = [name.strip() for name in args.losses.split(",") if name.strip()]
     unknown = sorted(set(args.losses) - set(LOSSES))
     if unknown or not args.losses:
-        parser.error(f"--losses: unknown {unknown}; choose from {list(LOSSES)}")
+        parser.error(f"--losses: {f'unknown {unknown}' if unknown else 'none given'}; choose from {list(LOSSES)}")
     try:
         args.seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
