@@ -18,12 +18,16 @@ that sends augmented images towards the tail gives the DIST head a more balanced
 
     python bench/teacher_views.py --teacher bench/models/cifar10lt_teacher
     python bench/teacher_views.py --teacher DIR --split_from DIR --max_images 512 --json
+    python bench/teacher_views.py --teacher bench/models/cifar10lt_teacher \
+        --output_prefix bench/results/teacher_views_cifar10lt
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -33,6 +37,8 @@ from datasets import load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from accuracy import run_environment  # noqa: E402  (bench's own)
 
 from modeling_livt.data.transforms import (  # noqa: E402
     MixupCutmixCollator,
@@ -59,7 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--max_images", type=int, default=None, help="A seeded subset of the training images.")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=None, help="Also write the result as JSON here.")
+    parser.add_argument("--output_prefix", default=None,
+                        help="Also write <prefix>.json and <prefix>.md (with the command, machine and commit).")
     parser.add_argument("--json", action="store_true", help="Print the result as one JSON line.")
     args = parser.parse_args(argv)
     split_file = Path(args.split_from or args.teacher) / "long_tailed_indices.json"
@@ -135,7 +142,9 @@ def main(argv=None):
     }
     transforms["paper_mix"] = transforms["paper"]
     mix = MixupCutmixCollator(num_classes=len(full_counts), mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.0)
-    result = {"teacher": args.teacher, "images": len(rows), "class_counts": full_counts, "views": {}}
+    result = {"teacher": args.teacher, "images": len(rows), "class_counts": full_counts, "views": {},
+              "command": shlex.join(["python", "bench/teacher_views.py", *(sys.argv[1:] if argv is None else argv)]),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **run_environment()}
     for view in VIEWS:
         predicted, target = teacher_labels(teacher, images, labels, transforms[view],
                                            mix if view == "paper_mix" else None, args.batch_size, args.seed)
@@ -151,8 +160,12 @@ def main(argv=None):
                      f"{100 * m['mid_accuracy']:.1f} | {100 * m['tail_accuracy']:.1f} | {labels_share} | "
                      f"{images_share} |")
     print("\n".join(lines))
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+    if args.output_prefix:
+        prefix = Path(args.output_prefix)
+        prefix.with_suffix(".json").write_text(json.dumps(result, indent=2))
+        prefix.with_suffix(".md").write_text("\n".join([
+            "# The teacher's hard labels on the student's training views", "", *lines, "",
+            f"`{result['command']}` ({result['date']}, {result['machine']}, commit {result['commit']})", ""]))
     if args.json:
         print(json.dumps(result))
     return result

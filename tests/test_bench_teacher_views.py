@@ -54,8 +54,10 @@ def test_clean_view_equals_the_teachers_own_processor_and_model(shared_dir, tmp_
     run.mkdir()
     (run / "long_tailed_indices.json").write_text(json.dumps({"indices": rows}))
     result = teacher_views.main(["--teacher", str(teacher), "--split_from", str(run), "--dataset", str(data),
-                                 "--batch_size", "16", "--output", str(tmp_path / "views.json")])
+                                 "--batch_size", "16", "--output_prefix", str(tmp_path / "views")])
     assert json.loads((tmp_path / "views.json").read_text()) == json.loads(json.dumps(result))
+    report = (tmp_path / "views.md").read_text()
+    assert "| clean |" in report and "| paper_mix |" in report and "`python bench/teacher_views.py --teacher" in report
     assert list(result["views"]) == list(teacher_views.VIEWS) and result["images"] == 64
 
     pool = load_dataset(str(data), split="train").select(rows)
