@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import random
 import shlex
 import sys
 from pathlib import Path
@@ -88,6 +89,7 @@ def teacher_labels(teacher, images, labels, transform, mix, batch_size: int, see
     """The teacher's argmax over every batch of `images` under `transform` (and `mix`), with the label it is scored
     against: the true label, or the class with the larger weight in a mixed image."""
     torch.manual_seed(seed)
+    random.seed(seed)  # timm's RandAugment draws from Python's RNG, v2 and the mixing from torch's
     predicted, targets = [], []
     for start in range(0, len(images), batch_size):
         batch = [{"pixel_values": transform(img.convert("RGB")), "labels": int(y)}
