@@ -43,6 +43,15 @@ def shared_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def cifar10_dir(shared_dir) -> Path:
+    """Full CIFAR-10 in the HF parquet layout (../shared/data/cifar10); tests using it skip when absent."""
+    path = shared_dir / "data" / "cifar10"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     """Any connection outside this machine fails the test (loopback and unix sockets stay allowed)."""

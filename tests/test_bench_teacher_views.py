@@ -39,10 +39,8 @@ def test_missing_split_and_teacher_are_refused(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_clean_view_equals_the_teachers_own_processor_and_model(shared_dir, tmp_path):
-    data = shared_dir / "data" / "cifar10"
-    if not data.is_dir():
-        pytest.skip("needs ../shared/data/cifar10")
+def test_clean_view_equals_the_teachers_own_processor_and_model(cifar10_dir, tmp_path):
+    data = cifar10_dir
     from datasets import load_dataset
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 

@@ -72,10 +72,8 @@ def test_bad_flags_are_refused(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_short_run_end_to_end_and_its_resume(shared_dir, tmp_path):
-    data = shared_dir / "data" / "cifar10"
-    if not data.is_dir():
-        pytest.skip("needs ../shared/data/cifar10")
+def test_a_short_run_end_to_end_and_its_resume(cifar10_dir, tmp_path):
+    data = cifar10_dir
     prefix = tmp_path / "loop"
     argv = ["--dataset", str(data), "--epochs", "1", "--max_train_samples", "64", "--max_eval_samples", "64",
             "--results_prefix", str(prefix), "--threads", "1"]

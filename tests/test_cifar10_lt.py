@@ -15,10 +15,8 @@ import run_finetune  # noqa: E402
 CIFAR10_LT_COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
 
 
-def test_cifar10_lt_short_finetune_on_balanced_test_split(shared_dir, tmp_path):
-    cifar = shared_dir / "data" / "cifar10"
-    if not cifar.is_dir():
-        pytest.skip("../shared/data/cifar10 not found")
+def test_cifar10_lt_short_finetune_on_balanced_test_split(cifar10_dir, tmp_path):
+    cifar = cifar10_dir
     out = tmp_path / "c10lt"
     metrics = run_finetune.main(
         [
@@ -74,14 +72,12 @@ def test_cifar10_lt_short_finetune_on_balanced_test_split(shared_dir, tmp_path):
     assert "model-index" in card and "Few-shot" not in card.split("## Training data")[0]
 
 
-def test_cifar10_lt_counts_are_exact(shared_dir):
+def test_cifar10_lt_counts_are_exact(cifar10_dir):
     from datasets import load_dataset
 
     from modeling_livt import make_long_tailed
 
-    cifar = shared_dir / "data" / "cifar10"
-    if not cifar.is_dir():
-        pytest.skip("../shared/data/cifar10 not found")
+    cifar = cifar10_dir
     train = load_dataset(str(cifar), split="train")
     lt = make_long_tailed(train, 100)
     counts = [0] * 10
