@@ -417,10 +417,8 @@ def test_true_streaming_local_parquet(tmp_path):
 # ---------------------------------------------------------------- CIFAR-10-LT from ../shared (optional)
 
 
-def test_cifar10_lt_from_shared_data(shared_dir):
-    path = shared_dir / "data" / "cifar10"
-    if not path.is_dir():
-        pytest.skip(f"{path} not found")
+def test_cifar10_lt_from_shared_data(cifar10_dir):
+    path = cifar10_dir
     from datasets import load_dataset
 
     train = load_dataset(str(path), split="train")
