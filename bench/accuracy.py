@@ -307,9 +307,10 @@ def read_validation(output_dir: Path) -> dict | None:
 def run_environment() -> dict:
     """Where a result was measured: the machine (CPU model and cores, torch) and the commit of this checkout (with
     "+changes" when the tracked files differ from it)."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or platform.machine()) \
-        if Path("/proc/cpuinfo").exists() else platform.processor() or platform.machine()
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():  # Linux: the CPU model, not just the architecture
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
     try:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, check=True).stdout.strip()

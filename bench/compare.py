@@ -26,6 +26,8 @@ import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from accuracy import load_results  # bench's own results-file reader
+
 REPO = Path(__file__).resolve().parent.parent
 SEEDS_TABLE = "accuracy_cifar10lt_seeds"  # 12 epochs, four losses, seeds 0-2: the noise estimate
 DEIT_LT_TABLE = "deit_lt_cifar10lt"  # 50 epochs: the DeiT-LT students and Bal-BCE from scratch
@@ -93,8 +95,7 @@ def load_table(results_dir: Path, table: str) -> list[dict]:
     path = results_dir / f"{table}.json"
     if not path.exists():
         raise NotMeasured(f"{path.name} does not exist")
-    data = json.loads(path.read_text())
-    return data["results"] if isinstance(data, dict) else data
+    return load_results(path)
 
 
 def arm_values(arm: Arm, metric: str, results_dir: Path) -> tuple[list[float], dict]:

@@ -47,7 +47,7 @@ from modeling_livt.data.transforms import (  # noqa: E402
     build_finetune_transform,
     get_normalization,
 )
-from modeling_livt.evaluation.metrics import long_tail_metrics  # noqa: E402
+from modeling_livt.evaluation.metrics import long_tail_metrics, shot_groups  # noqa: E402
 from trainers.deit_lt import DistillationTeacher  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
@@ -80,9 +80,9 @@ def parse_args(argv=None):
 
 
 def index_groups(class_counts: list[int]) -> dict[str, list[int]]:
-    """DeiT-LT's CIFAR-10 index split: classes sorted by training count, head = the first 3, tail = from the 8th."""
-    order = np.argsort(-np.asarray(class_counts), kind="stable").tolist()
-    return {"head": order[:3], "mid": order[3:7], "tail": order[7:]}
+    """DeiT-LT's CIFAR-10 index split (classes sorted by training count; bounds [3, 7]) as the package's metrics draw
+    it: {"head": [...], "mid": [...], "tail": [...]}, each list of class ids ascending."""
+    return dict(zip(GROUPS, shot_groups(class_counts, split="index", index_bounds="cifar10")))
 
 
 def teacher_labels(teacher, images, labels, transform, mix, batch_size: int, seed: int):

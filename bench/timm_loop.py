@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import math
 import shlex
 import sys
@@ -42,11 +41,12 @@ import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
-from accuracy import (  # bench's own report helpers
+from accuracy import (  # bench's own report and results-file helpers
     DEFAULT_DATA,
-    INDEX_BOUNDS,
+    load_results,
     mean_std_cell,
     run_environment,
+    save_results,
     seed_summary,
 )
 from datasets import load_dataset
@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parent.parent
 LOSSES = ("bal_bce", "bal_ce")
 LOSS_NAMES = {"bal_bce": "Bal-BCE", "bal_ce": "Bal-CE"}
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
-HEAD_MID_BOUNDS = {"cifar10": (3, 7)}[INDEX_BOUNDS]  # DeiT-LT's index split of the classes sorted by count
+HEAD_MID_BOUNDS = (3, 7)  # DeiT-LT's CIFAR-10 index split of the classes sorted by count (accuracy.py's cifar10)
 MANY_ABOVE, FEW_BELOW = 100, 20  # LiVT's count split
 ECE_BINS = 15
 
@@ -274,7 +274,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     prefix = Path(args.results_prefix)
     json_path = prefix.with_suffix(".json")
-    results = json.loads(json_path.read_text())["results"] if json_path.exists() else []
+    results = load_results(json_path)
     settings = {k: getattr(args, k) for k in ("epochs", "batch_size", "learning_rate", "weight_decay", "warmup",
                                               "imbalance_factor", "max_train_samples", "max_eval_samples")}
     environment = run_environment()
@@ -290,9 +290,7 @@ def main(argv=None):
                 "command": shlex.join(["python", "bench/timm_loop.py", *(sys.argv[1:] if argv is None else argv)]),
                 "machine": f"{environment['machine']}, timm {timm.__version__}, {torch.get_num_threads()} threads, "
                            "fp32", "commit": environment["commit"]})
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps({"summary_over_seeds": seed_summary(results), "results": results},
-                                            indent=2))
+            save_results(json_path, results)
             write_report(results, prefix)
             m = run["metrics"]
             print(f"[{loss_name} seed {seed}] test acc {100 * m['accuracy']:.1f}, tail "

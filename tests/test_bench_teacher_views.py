@@ -25,7 +25,7 @@ def test_score_by_hand():
     assert got["tail_accuracy"] == pytest.approx(np.mean([1.0, 0.0, 2 / 3]))  # classes 7, 8, 9
     assert (got["head_label_share"], got["mid_label_share"], got["tail_label_share"]) == pytest.approx((0.4, 0.1, 0.5))
     assert (got["head_image_share"], got["mid_image_share"], got["tail_image_share"]) == pytest.approx((0.3, 0.2, 0.5))
-    assert teacher_views.index_groups(list(reversed(COUNTS)))["head"] == [9, 8, 7]  # by count, not by label
+    assert teacher_views.index_groups(list(reversed(COUNTS)))["head"] == [7, 8, 9]  # by count, not by label
 
 
 def test_missing_split_and_teacher_are_refused(tmp_path, capsys):
