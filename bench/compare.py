@@ -14,7 +14,9 @@ Each comparison is arm A - arm B on one metric, each arm a set of runs of one re
     python bench/compare.py                        # bench/results/comparisons_cifar10lt.{md,json}
     python bench/compare.py --results_dir DIR --output_prefix /tmp/comparisons
 
-A comparison whose runs are not in the files yet is listed under "Not measured".
+A comparison whose runs are not in the files yet is listed under "Not measured". Below the comparisons, DeiT-LT side
+by side: the teacher (its model folder's eval_results.json), the student's averaged logits and each head alone (the
+arm chosen on validation), and Bal-BCE from scratch at the same budget, per head/mid/tail and many/medium.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from accuracy import load_results  # bench's own results-file reader
+from accuracy import EXPERT_COLUMNS, load_results  # bench's own results-file reader and columns
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS_TABLE = "accuracy_cifar10lt_seeds"  # 12 epochs, four losses, seeds 0-2: the noise estimate
 DEIT_LT_TABLE = "deit_lt_cifar10lt"  # 50 epochs: the DeiT-LT students and Bal-BCE from scratch
+TEACHER = REPO / "bench" / "models" / "cifar10lt_teacher"  # the students' committed teacher
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,48 @@ def arm_cell(arm: dict) -> str:
             + ("" if std is None else f" ± {100 * std:.1f}") + f" (n = {len(values)})")
 
 
+def side_by_side(results_dir: Path, teacher: Path) -> list[dict]:
+    """DeiT-LT's table: per row a label, the number of runs and, per EXPERT_COLUMNS metric, the mean and std over
+    seeds (None where not measured)."""
+    rows = []
+    teacher_results = teacher / "eval_results.json"
+    if teacher_results.exists():
+        scores = json.loads(teacher_results.read_text())
+        rows.append({"label": f"teacher ({teacher.name})", "n": 1,
+                     "metrics": {key: (scores.get(key), None) for _, key in EXPERT_COLUMNS}})
+    arms = [(f"{STUDENT.label}: {name}", replace(STUDENT, label=name), prefix)
+            for name, prefix in (("averaged logits", ""), ("CLS head", "cls_"), ("DIST head", "distillation_"))]
+    for label, arm, prefix in [*arms, (f"{SCRATCH_50.label} (50 epochs)", SCRATCH_50, "")]:
+        metrics, n = {}, 0
+        for _, key in EXPERT_COLUMNS:
+            try:
+                values = arm_values(replace(arm, metric=prefix + key), key, results_dir)[0]
+            except NotMeasured:
+                metrics[key] = (None, None)
+                continue
+            metrics[key], n = (statistics.fmean(values), spread(values)), max(n, len(values))
+        if n:
+            rows.append({"label": label, "n": n, "metrics": metrics})
+    return rows
+
+
+def side_by_side_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "## DeiT-LT side by side", "",
+             "Test split, in %: mean ± std over seeds (n runs); the student's augmentation as chosen on seed-0 "
+             "validation. Many/Medium: the count split; Head/Mid/Tail: the index split.", "",
+             "| | n | " + " | ".join(name for name, _ in EXPERT_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(EXPERT_COLUMNS)]
+    for row in rows:
+        cells = []
+        for _, key in EXPERT_COLUMNS:
+            mean, std = row["metrics"][key]
+            cells.append("-" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}"))
+        lines.append(f"| {row['label']} | {row['n']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report_lines(rows: list[dict], missing: list[tuple[str, str]]) -> list[str]:
     lines = ["# Headline comparisons with their spread over seeds", "",
              "`python bench/compare.py`, from the results files beside this one. A - B in points; sigma: the per-run "
@@ -182,6 +227,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results_dir", default=str(REPO / "bench" / "results"))
     parser.add_argument("--output_prefix", default=None, help="Default: <results_dir>/comparisons_cifar10lt.")
+    parser.add_argument("--teacher", default=str(TEACHER), help="The DeiT-LT students' teacher: a model folder with "
+                        "eval_results.json (run_eval.py --index_bounds cifar10).")
     args = parser.parse_args(argv)
     results_dir = Path(args.results_dir)
     if not results_dir.is_dir():
@@ -193,10 +240,13 @@ def main(argv=None):
             rows.append(evaluate(comparison, results_dir))
         except NotMeasured as why:
             missing.append((comparison.name, str(why)))
+    table = side_by_side(results_dir, Path(args.teacher))
+    report = "\n".join(report_lines(rows, missing) + side_by_side_lines(table)) + "\n"
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_suffix(".json").write_text(json.dumps({"comparisons": rows, "not_measured": missing}, indent=2))
-    prefix.with_suffix(".md").write_text("\n".join(report_lines(rows, missing)) + "\n")
-    print("\n".join(report_lines(rows, missing)))
+    prefix.with_suffix(".json").write_text(json.dumps({"comparisons": rows, "not_measured": missing,
+                                                       "deit_lt_side_by_side": table}, indent=2))
+    prefix.with_suffix(".md").write_text(report)
+    print(report, end="")
     return rows, missing
 
 

@@ -71,7 +71,7 @@ def test_report_rows_and_what_is_not_measured(tmp_path, capsys):
     fifty = [student(0, "none", 0.70, 0.72, 0.30, 0.60), student(1, "none", 0.70, 0.74, 0.31, 0.58),
              run("bal_bce", 0, {"accuracy": 0.59}), run("bal_bce", 1, {"accuracy": 0.60})]
     (tmp_path / "deit_lt_cifar10lt.json").write_text(json.dumps({"results": fifty}))
-    rows, missing = compare.main(["--results_dir", str(tmp_path)])
+    rows, missing = compare.main(["--results_dir", str(tmp_path), "--teacher", str(tmp_path / "no_teacher")])
     by_name = {row["name"]: row for row in rows}
     tail = by_name["Bal-BCE - BCE on the tail (12 epochs)"]
     assert tail["difference"] == pytest.approx(np.mean([0.16, 0.20, 0.18]) - np.mean([0.0, 0.01, 0.0]))
@@ -94,3 +94,43 @@ def test_report_rows_and_what_is_not_measured(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare.main(["--results_dir", str(tmp_path / "missing")])
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_deit_lt_side_by_side_teacher_student_heads_and_scratch(tmp_path):
+    teacher = tmp_path / "cifar10lt_teacher"
+    teacher.mkdir()
+    (teacher / "eval_results.json").write_text(json.dumps(
+        {"accuracy": 0.80, "many_shot_accuracy": 0.85, "medium_shot_accuracy": 0.60, "index_head_accuracy": 0.90,
+         "index_mid_accuracy": 0.78, "index_tail_accuracy": 0.70}))
+    heads = {"accuracy": (0.74, 0.76), "index_tail_accuracy": (0.50, 0.54), "cls_index_tail_accuracy": (0.30, 0.34),
+             "distillation_index_tail_accuracy": (0.60, 0.62), "cls_index_head_accuracy": (0.95, 0.97)}
+    students = []
+    for seed in (0, 1):
+        r = run("deit_lt", seed, {key: pair[seed] for key, pair in heads.items()}, student_augmentation="none")
+        r["validation"] = {"best": 0.7}
+        students.append(r)
+    paper = run("deit_lt", 0, {"accuracy": 0.99, "distillation_index_tail_accuracy": 0.99},
+                student_augmentation="paper")
+    paper["validation"] = {"best": 0.6}  # worse on validation: not the chosen arm, whatever its test numbers
+    scratch = [run("bal_bce", 0, {"accuracy": 0.59, "index_tail_accuracy": 0.20})]
+    (tmp_path / "deit_lt_cifar10lt.json").write_text(json.dumps({"results": students + [paper] + scratch}))
+    compare.main(["--results_dir", str(tmp_path), "--teacher", str(teacher)])
+    saved = json.loads((tmp_path / "comparisons_cifar10lt.json").read_text())["deit_lt_side_by_side"]
+    by_label = {row["label"]: row for row in saved}
+    assert list(by_label) == ["teacher (cifar10lt_teacher)", "DeiT-LT student: averaged logits",
+                              "DeiT-LT student: CLS head", "DeiT-LT student: DIST head",
+                              "Bal-BCE from scratch (50 epochs)"]
+    assert by_label["teacher (cifar10lt_teacher)"]["metrics"]["index_tail_accuracy"] == [0.70, None]
+    dist = by_label["DeiT-LT student: DIST head"]
+    assert dist["n"] == 2 and dist["metrics"]["index_tail_accuracy"] == pytest.approx([0.61, np.std([0.60, 0.62],
+                                                                                                          ddof=1)])
+    assert dist["metrics"]["accuracy"] == [None, None]  # not measured for that head
+    assert by_label["DeiT-LT student: CLS head"]["metrics"]["index_head_accuracy"][0] == pytest.approx(0.96)
+    assert by_label["Bal-BCE from scratch (50 epochs)"]["n"] == 1
+    report = (tmp_path / "comparisons_cifar10lt.md").read_text()
+    assert "| DeiT-LT student: averaged logits | 2 | - | - | - | - | 52.0 ± 2.8 | 75.0 ± 1.4 |" in report
+    assert "| teacher (cifar10lt_teacher) | 1 | 85.0 | 60.0 | 90.0 | 78.0 | 70.0 | 80.0 |" in report
+    # no teacher folder, no student runs: no table rather than a table of dashes
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert compare.side_by_side(empty, tmp_path / "no_teacher") == []
