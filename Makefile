@@ -11,10 +11,12 @@ export TOKENIZERS_PARALLELISM ?= false
 
 install: $(VENV)/.installed
 
+# --no-compile: no bytecode for every installed module up front (Python compiles what is imported, on first use);
+# it halves the install (bench/results/install_time.md)
 $(VENV)/.installed: setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-compile -e ".[dev]"
 	touch $@
 
 lint: install

@@ -108,6 +108,14 @@ def test_templates_come_from_the_checkout_when_not_installed(tmp_path):
     for method in ("livt", "deit_lt", "teacher"):
         card = write_model_card(tmp_path / method, method, "m", {"accuracy": 0.5}, [30, 10, 3], "digits").read_text()
         assert "Accuracy" in card and "| 50.00 % |" in card and "{{" not in card, method
+        # no recipe given: the card names no loss rather than a default one
+        assert "a loss not recorded in this card" in card and "Not recorded:" in card, method
+    named = {"livt": ("loss_type", "bal_bce"), "deit_lt": ("CLS loss", "bal_ce"), "teacher": ("loss_type", "ldam_drw")}
+    for method, (key, loss) in named.items():
+        card = write_model_card(tmp_path / method, method, "m", {"accuracy": 0.5}, [30, 10, 3], "digits",
+                                recipe={key: loss}).read_text()
+        assert f"the **{loss}**" in card and f"- **{key}**: {loss}" in card and "not recorded" not in card, method
+    assert "The ldam_drw loss uses the training class counts only while training" in card
 
 
 def test_build_metadata_has_one_version_and_one_timm():

@@ -3,6 +3,7 @@
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,7 @@ def test_finetune_writes_loadable_model_card_plots_and_results(finetuned, mgp_di
                 "RandAugment / random erasing", "image size", "normalization", "sampler"):
         assert f"- **{key}**:" in card, key
     assert "- **learning rate**: 0.000125" in card  # the rate trained with, after --base_learning_rate's scaling
+    assert re.search(r"- \*\*schedule\*\*: [\d.]+ (epochs|steps), cosine learning-rate schedule\n", card)
     counts = json.loads((out / "class_counts.json").read_text())
     assert json.loads((out / "config.json").read_text())["class_counts"] == counts
     # the fine-tuned model selected by validation accuracy and the split came from the MGP run's pool

@@ -324,6 +324,10 @@ def test_run_teacher_writes_a_loadable_teacher_with_processor_labels_and_card(tm
     run_eval.main(["--model_name_or_path", str(out), "--output_dir", str(tmp_path / "bare"), *DATA[:4]])
     bare = (tmp_path / "bare" / "README.md").read_text()
     assert "A **flat teacher**" in bare and "SAM (rho" not in bare
+    # and it claims no loss it was not told: a bal_ce default on an LDAM-DRW teacher would be a false card
+    assert "a loss not recorded in this card." in bare and "**bal_ce**" not in bare
+    assert "Not recorded: this card was written without its training recipe" in bare
+    assert "only while training" not in bare
 
 
 def test_run_teacher_refuses_optim_before_the_data_is_loaded(tmp_path, monkeypatch):

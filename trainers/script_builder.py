@@ -303,9 +303,10 @@ def checkpoint_config_changes(model_args, checkpoint_config: dict, config_class,
 def shared_recipe(training_args, aug_args: AugmentationArguments, image_size: int) -> dict:
     """The model card's recipe lines every classification script shares: schedule, batch, learning rate, augmentation
     and mixing, input, sampling (`sampling_recipe`). Scripts put their own lines (loss, teacher, ...) before these."""
+    scheduler = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)  # an enum, or str
     return {
-        "schedule": f"{training_args.max_steps} steps" if training_args.max_steps > 0
-        else f"{training_args.num_train_epochs} epochs",
+        "schedule": (f"{training_args.max_steps} steps" if training_args.max_steps > 0
+                     else f"{training_args.num_train_epochs} epochs") + f", {scheduler} learning-rate schedule",
         # the effective batch of one optimizer step: every process's, accumulated (a 2 x 16 run is a 32 run)
         "batch size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
         * training_args.world_size,
