@@ -69,6 +69,9 @@ class TeacherScript(ClassificationScript):
                                                 training_args)
         if drw_epoch is not None or drw_step is not None:
             recipe["DRW"] = f"{describe_drw_point(drw_epoch, drw_step)}, beta {model_args.drw_beta}"
+        decay = training_args.lr_decay_milestones()
+        if decay is not None:
+            recipe["learning-rate steps"] = f"x{decay[1]:g} at epochs {', '.join(f'{e:g}' for e in decay[0])}"
         return recipe
 
     def trainer_kwargs(self) -> dict:

@@ -297,6 +297,12 @@ TABLE: dict[str, dict] = {
         "sampler": Seen("trainer.sampling_labels: the class-aware draw"),
         "freeze_encoder": Seen("model: encoder frozen, head re-initialised (cRT)"),
         "max_grad_norm": Seen("args.max_grad_norm: Trainer's clipping (SAM's second step)"),
+        "lr_decay_epochs": (Seen("trainer.lr_scheduler: x gamma at those epochs (tests/test_teacher.py)"),
+                            Refused("--lr_decay_epochs 0.5: it steps a constant learning rate down, and "
+                                    "--lr_scheduler_type is cosine", ("--lr_decay_epochs", "0.5"))),
+        "lr_decay_gamma": (Seen("trainer.lr_scheduler: the factor of each step (tests/test_teacher.py)"),
+                           Refused("--lr_decay_gamma 0.01: it is the factor of the --lr_decay_epochs steps",
+                                   ("--lr_decay_gamma", "0.01"))),
         "sam_rho": Seen("optimizer.defaults['rho']", "0.1", 0.1),
         "sam_adaptive": Seen("optimizer.defaults['adaptive']", "true", True),
         "sam_base_optimizer": Seen("type(trainer.sam.base_optimizer).__name__: SGD or AdamW (--optim is refused, "

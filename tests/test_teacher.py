@@ -374,6 +374,49 @@ def test_warmup_epochs_under_max_steps_count_the_dataloaders_steps_per_epoch(tmp
         assert trainer.args.warmup_steps == 0
 
 
+def test_lr_decay_epochs_step_a_constant_rate_down_as_the_official_cifar_schedule(tmp_path):
+    """8 epochs of 4 optimizer steps, 1 warmup epoch, x0.1 at epochs 4 and 6: the lr of every step against the
+    official LDAM-DRW formula written out (warmup, then lr x gamma^(milestones passed)); resumed from a saved state, the
+    same rates."""
+    args = _args(tmp_path, lr_scheduler_type="constant_with_warmup", num_train_epochs=8, warmup_epochs=1,
+                 lr_decay_epochs="4,6", lr_decay_gamma=0.1)
+    trainer = TeacherTrainer(model=_resnet(), args=args, train_dataset=_dataset(n=32), class_counts=COUNTS)
+    trainer.create_optimizer_and_scheduler(num_training_steps=32)
+    lrs = []
+    for _ in range(32):
+        lrs.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    expected = [0.05 * (step / 4 if step < 4 else 1.0) * (0.1 if step >= 16 else 1.0) * (0.1 if step >= 24 else 1.0)
+                for step in range(32)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+    assert lrs[3] == pytest.approx(0.0375) and lrs[15] == pytest.approx(0.05) and lrs[16] == pytest.approx(0.005)
+    assert lrs[31] == pytest.approx(0.0005)
+    # a resumed run: Trainer loads the scheduler's state into a new one of the same kind
+    state = trainer.lr_scheduler.state_dict()
+    again = TeacherTrainer(model=_resnet(), args=args, train_dataset=_dataset(n=32), class_counts=COUNTS)
+    again.create_optimizer_and_scheduler(num_training_steps=32)
+    again.lr_scheduler.load_state_dict(state)
+    assert again.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0005)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(lr_decay_epochs="4,6"), "--lr_decay_epochs 4,6: it steps a constant learning rate down, and "
+                                  "--lr_scheduler_type is constant. Pass --lr_scheduler_type constant_with_warmup"),
+    (dict(lr_decay_gamma=0.01), "--lr_decay_gamma 0.01: it is the factor of the --lr_decay_epochs steps, which are "
+                                "not given"),
+    (dict(lr_scheduler_type="constant_with_warmup", lr_decay_epochs="6,4"), "--lr_decay_epochs '6,4': give increasing"),
+    (dict(lr_scheduler_type="constant_with_warmup", lr_decay_epochs="4,8"), r"inside the run \(0 < epoch < "
+                                                                             r"--num_train_epochs 8\)"),
+    (dict(lr_scheduler_type="constant_with_warmup", lr_decay_epochs="four"), "--lr_decay_epochs 'four': give"),
+    (dict(lr_scheduler_type="constant_with_warmup", lr_decay_epochs="4", lr_decay_gamma=1.5),
+     "--lr_decay_gamma 1.5: each step multiplies the learning rate by it; give a value between 0 and 1"),
+])
+def test_lr_decay_flags_refused_when_malformed_or_without_a_constant_schedule(tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        _args(tmp_path, num_train_epochs=8, **flags)
+
+
 def test_warmup_flags_refused_together_or_too_long(tmp_path):
     with pytest.raises(ValueError, match="--warmup_steps 5 and --warmup_epochs 2 both set the warmup: give one"):
         _args(tmp_path, warmup_steps=5, warmup_epochs=2)

@@ -589,6 +589,15 @@ class TeacherTrainingArguments(FinetuneTrainingArguments):
                   "most a quarter of the run. At lr 0.1 the kaiming-initialised ResNet-32 needs it: with 10 warmup "
                   "steps it collapses to predicting the class prior."},
     )
+    lr_decay_epochs: str | None = field(
+        default=None,
+        metadata={"help": "Step the learning rate down by --lr_decay_gamma at each of these epochs (comma-separated; "
+                  "160,180 with gamma 0.01 is the official LDAM-DRW / Saddle-LongTail CIFAR schedule). Needs "
+                  "--lr_scheduler_type constant_with_warmup (the warmup comes first)."},
+    )
+    lr_decay_gamma: float | None = field(
+        default=None, metadata={"help": "The factor of each --lr_decay_epochs step (default 0.1)."}
+    )
     sam_rho: float = field(default=0.05, metadata={"help": "SAM neighbourhood radius rho."})
     sam_adaptive: bool = field(default=False, metadata={"help": "ASAM (scale-invariant neighbourhood; use rho ~2)."})
     sam_base_optimizer: str = field(
@@ -605,6 +614,7 @@ class TeacherTrainingArguments(FinetuneTrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        self.lr_decay_milestones()  # refuses a malformed or mismatched step schedule before anything is loaded
         if self.warmup_epochs is not None:
             if self.warmup_steps:
                 raise ValueError(
@@ -616,3 +626,31 @@ class TeacherTrainingArguments(FinetuneTrainingArguments):
                     f"--warmup_epochs {self.warmup_epochs:g} must be below --num_train_epochs "
                     f"{self.num_train_epochs:g}."
                 )
+
+    def lr_decay_milestones(self) -> tuple[list[float], float] | None:
+        """`--lr_decay_epochs` as increasing epochs and the factor of each step, or None when the schedule has no
+        steps. Refuses epochs that do not parse, do not increase or lie outside the run, a gamma outside (0, 1) or
+        without epochs, and a schedule other than constant_with_warmup (the steps scale a constant rate)."""
+        if self.lr_decay_epochs is None:
+            if self.lr_decay_gamma is not None:
+                raise ValueError(f"--lr_decay_gamma {self.lr_decay_gamma:g}: it is the factor of the --lr_decay_epochs "
+                                 "steps, which are not given. Pass --lr_decay_epochs (e.g. 160,180) or drop it.")
+            return None
+        given = self.lr_decay_epochs
+        try:
+            epochs = [float(epoch) for epoch in str(given).split(",")]
+        except ValueError:
+            epochs = []
+        last = self.num_train_epochs if self.max_steps <= 0 else float("inf")
+        if not epochs or epochs[0] <= 0 or epochs[-1] >= last or any(b <= a for a, b in zip(epochs, epochs[1:])):
+            raise ValueError(f"--lr_decay_epochs {given!r}: give increasing epochs inside the run (0 < epoch < "
+                             f"--num_train_epochs {self.num_train_epochs:g}), separated by commas, e.g. 160,180.")
+        gamma = 0.1 if self.lr_decay_gamma is None else self.lr_decay_gamma
+        if not 0 < gamma < 1:
+            raise ValueError(f"--lr_decay_gamma {gamma:g}: each step multiplies the learning rate by it; give a "
+                             "value between 0 and 1 (0.01 in the official schedule).")
+        scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        if scheduler != "constant_with_warmup":
+            raise ValueError(f"--lr_decay_epochs {given}: it steps a constant learning rate down, and "
+                             f"--lr_scheduler_type is {scheduler}. Pass --lr_scheduler_type constant_with_warmup.")
+        return epochs, gamma

@@ -8,11 +8,14 @@ transformers classifier (ResNet, RegNet, ConvNeXt...), trained with Bal-CE (defa
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
+from functools import partial
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoImageProcessor, AutoModelForImageClassification, get_scheduler
 
 from modeling_livt.data.transforms import image_processor_input_size
@@ -156,6 +159,13 @@ def check_teacher_flags(model_args, training_args) -> None:
     )
 
 
+def step_decay_factor(step: int, *, warmup: int, milestones: list[int], gamma: float) -> float:
+    """The learning-rate factor at optimizer `step`: a linear warmup over `warmup` steps (as transformers'
+    constant_with_warmup), then x`gamma` at each milestone passed (torch's MultiStepLR, counted in optimizer steps)."""
+    ramp = step / max(1, warmup) if step < warmup else 1.0
+    return ramp * gamma ** bisect.bisect_right(milestones, step)
+
+
 class TeacherTrainer(BalancedTrainer):
     """`BalancedTrainer` with SAM (Foret et al., 2021) and the long-tail losses of a DeiT-LT teacher.
 
@@ -287,24 +297,37 @@ class TeacherTrainer(BalancedTrainer):
         args = self.args
         if args.warmup_steps or not isinstance(args, TeacherTrainingArguments):
             return args.get_warmup_steps(num_training_steps)
-        steps_per_epoch = getattr(self, "_update_steps_per_epoch", None)
-        if steps_per_epoch is None:  # called outside train(): the epoch-based schedule's own count
-            steps_per_epoch = num_training_steps / args.num_train_epochs
+        steps_per_epoch = self.optimizer_steps_per_epoch(num_training_steps)
         epochs = args.warmup_epochs
         if epochs is None:
             epochs = min(DEFAULT_WARMUP_EPOCHS, num_training_steps / steps_per_epoch / 4)
         return max(1, round(epochs * steps_per_epoch)) if epochs > 0 else 0
 
+    def optimizer_steps_per_epoch(self, num_training_steps: int) -> float:
+        """Trainer's own count in train(); outside it, the epoch-based schedule's."""
+        steps = getattr(self, "_update_steps_per_epoch", None)
+        return steps if steps is not None else num_training_steps / self.args.num_train_epochs
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        """Trainer's schedule with the warmup of `warmup_optimizer_steps` (the arguments are left as given)."""
+        """Trainer's schedule with the warmup of `warmup_optimizer_steps` (the arguments are left as given), stepped
+        down at `--lr_decay_epochs` when given."""
         if self.lr_scheduler is None:
             warmup = self.warmup_optimizer_steps(num_training_steps)
             logger.info("Warmup: %d optimizer steps", warmup)
-            self.lr_scheduler = get_scheduler(
-                self.args.lr_scheduler_type, optimizer=self.optimizer if optimizer is None else optimizer,
-                num_warmup_steps=warmup, num_training_steps=num_training_steps,
-                scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
-            )
+            optimizer = self.optimizer if optimizer is None else optimizer
+            decay = self.args.lr_decay_milestones() if isinstance(self.args, TeacherTrainingArguments) else None
+            if decay is None:
+                self.lr_scheduler = get_scheduler(
+                    self.args.lr_scheduler_type, optimizer=optimizer, num_warmup_steps=warmup,
+                    num_training_steps=num_training_steps, scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+                )
+            else:
+                epochs, gamma = decay
+                steps_per_epoch = self.optimizer_steps_per_epoch(num_training_steps)
+                milestones = [round(epoch * steps_per_epoch) for epoch in epochs]
+                logger.info("Learning rate x%g at optimizer steps %s", gamma, milestones)
+                self.lr_scheduler = LambdaLR(optimizer, partial(step_decay_factor, warmup=warmup,
+                                                                milestones=milestones, gamma=gamma))
             self._created_lr_scheduler = True  # as Trainer's: recreated on the next train()
         return self.lr_scheduler
 
