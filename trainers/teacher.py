@@ -161,7 +161,9 @@ def check_teacher_flags(model_args, training_args) -> None:
 
 def step_decay_factor(step: int, *, warmup: int, milestones: list[int], gamma: float) -> float:
     """The learning-rate factor at optimizer `step`: a linear warmup over `warmup` steps (as transformers'
-    constant_with_warmup), then x`gamma` at each milestone passed (torch's MultiStepLR, counted in optimizer steps)."""
+    constant_with_warmup), then x`gamma` at each milestone passed (torch's MultiStepLR, counted in optimizer steps).
+    Ours, not torch's SequentialLR(LinearLR, MultiStepLR): LinearLR cannot start from 0 as transformers' warmups do,
+    and SequentialLR counts the MultiStepLR milestones from the end of the warmup."""
     ramp = step / max(1, warmup) if step < warmup else 1.0
     return ramp * gamma ** bisect.bisect_right(milestones, step)
 
