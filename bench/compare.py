@@ -174,13 +174,13 @@ def side_by_side(results_dir: Path, teacher: Path) -> list[dict]:
         scores = json.loads(teacher_results.read_text())
         rows.append({"label": f"teacher ({teacher.name})", "n": 1,
                      "metrics": {key: (scores.get(key), None) for _, key in EXPERT_COLUMNS}})
-    arms = [(f"{STUDENT.label}: {name}", replace(STUDENT, label=name), prefix)
+    arms = [(f"{STUDENT.label}: {name}", STUDENT, prefix)
             for name, prefix in (("averaged logits", ""), ("CLS head", "cls_"), ("DIST head", "distillation_"))]
     for label, arm, prefix in [*arms, (f"{SCRATCH_50.label} (50 epochs)", SCRATCH_50, "")]:
         metrics, n = {}, 0
         for _, key in EXPERT_COLUMNS:
             try:
-                values = arm_values(replace(arm, metric=prefix + key), key, results_dir)[0]
+                values = arm_values(arm, prefix + key, results_dir)[0]
             except NotMeasured:
                 metrics[key] = (None, None)
                 continue
