@@ -322,6 +322,18 @@ def test_teacher_with_another_input_size_gets_a_bicubic_resize(tmp_path):
     assert shapes[-1] == (4, 3, 64, 64)
 
 
+def test_teacher_runs_channels_last_with_the_logits_of_the_default_layout():
+    reference = _teacher_model()  # same seed: the same weights, in PyTorch's default (NCHW) layout
+    teacher = DistillationTeacher(_teacher_model())
+    conv_weights = [p for p in teacher.model.parameters() if p.dim() == 4]
+    assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+    assert not any(p.is_contiguous(memory_format=torch.channels_last) for p in reference.parameters() if p.dim() == 4)
+    pixels = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        expected = reference.eval()(pixel_values=pixels).logits
+    torch.testing.assert_close(teacher(pixels), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_renormalisation_gives_the_teacher_its_own_normalisation():
     raw = torch.rand(2, 3, 32, 32)  # pixels in [0, 1]
     s_mean, s_std, t_mean, t_std = (torch.tensor(v).view(1, 3, 1, 1) for v in (*STUDENT_STATS, *TEACHER_STATS))
