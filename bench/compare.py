@@ -101,8 +101,9 @@ def load_table(results_dir: Path, table: str) -> list[dict]:
     return load_results(path)
 
 
-def arm_values(arm: Arm, metric: str, results_dir: Path) -> tuple[list[float], dict]:
-    """The arm's metric per seed (sorted by seed) and the settings it was drawn with."""
+def arm_runs(arm: Arm, results_dir: Path) -> tuple[list[dict], dict]:
+    """The arm's runs and the settings they were drawn with (with `chosen_by_validation`'s value: that of the seed-0
+    run with the best validation accuracy)."""
     runs = [r for r in load_table(results_dir, arm.table) if r["recipe"] == arm.recipe and
             all(r["settings"].get(k) == v for k, v in arm.settings.items())]
     settings = dict(arm.settings)
@@ -114,6 +115,12 @@ def arm_values(arm: Arm, metric: str, results_dir: Path) -> tuple[list[float], d
         best = max(seed0, key=lambda r: r["validation"]["best"])
         settings[arm.chosen_by_validation] = best["settings"].get(arm.chosen_by_validation)
         runs = [r for r in runs if r["settings"].get(arm.chosen_by_validation) == settings[arm.chosen_by_validation]]
+    return runs, settings
+
+
+def arm_values(arm: Arm, metric: str, results_dir: Path) -> tuple[list[float], dict]:
+    """The arm's metric per seed (sorted by seed) and the settings it was drawn with."""
+    runs, settings = arm_runs(arm, results_dir)
     key = arm.metric or metric
     values = {r["settings"]["seed"]: r["metrics"][key] for r in runs if r["metrics"].get(key) is not None}
     if not values:

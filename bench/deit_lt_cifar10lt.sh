@@ -24,22 +24,15 @@ STUDENT=(bench/accuracy.py --recipes deit_lt --teacher_name_or_path "$TEACHER" -
 
 # The student's augmentation arm with the better seed-0 validation accuracy (never the test split's).
 chosen_arm() {
-    "$PY" - "$DEIT_LT.json" <<'EOF'
-import json, os, sys
-if not os.path.exists(sys.argv[1]):
-    sys.exit(f"{sys.argv[1]} does not exist yet: run the 'students' step first")
-runs = [r for r in json.load(open(sys.argv[1]))["results"]
-        if r["recipe"] == "deit_lt" and r["seed"] == 0 and (r.get("validation") or {}).get("best") is not None]
-arms = {r["settings"].get("student_augmentation", "none"): r["validation"]["best"] for r in runs}
-if set(arms) != {"none", "paper"}:
-    sys.exit(f"both student arms need a seed-0 run with a validation accuracy first (have: {sorted(arms)})")
-print(max(arms, key=arms.get))
-EOF
+    "$PY" bench/publish_student.py --print_arm
 }
 
 # Crop + flip only, then the papers' augmentation (RandAugment, MixUp/CutMix off after DRW, erasing): ~2.5 h each.
 students() {
-    for arm in none paper; do "$PY" "${STUDENT[@]}" --student_augmentation "$arm"; done
+    for arm in none paper; do
+        "$PY" "${STUDENT[@]}" --student_augmentation "$arm"
+        "$PY" bench/publish_student.py  # bench/models/cifar10lt_deit_lt: the better arm on validation so far
+    done
 }
 
 # The 12-epoch table's four losses at seeds 0-2: ~25 min a run.

@@ -236,10 +236,14 @@ def write_evaluation_card(eval_args, data_args, model, metrics, class_counts, la
     itself (in place, or a copy of the evaluated folder), else after the evaluated model."""
     model_dir, output_dir = eval_args.model_name_or_path, eval_args.output_dir
     stored = (read_card_inputs(model_dir) if os.path.isdir(model_dir) else None) or {}
-    teacher = stored.get("teacher")
-    # relative to the model's folder: rebased to output_dir's (kept as it was when it does not lead to a folder)
+    teacher, recipe = stored.get("teacher"), dict(stored.get("recipe") or {})
+    # relative to the model's folder: rebased to output_dir's (kept as it was when it does not lead to a folder), in
+    # the recipe's teacher line too
     if teacher and teacher.startswith(".") and os.path.isdir(os.path.join(model_dir, teacher)):
-        teacher = teacher_reference(os.path.join(model_dir, teacher), output_dir)
+        rebased = teacher_reference(os.path.join(model_dir, teacher), output_dir)
+        if isinstance(recipe.get("teacher"), str):
+            recipe["teacher"] = recipe["teacher"].replace(f"`{teacher}`", f"`{rebased}`", 1)
+        teacher = rebased
     described = output_dir if os.path.isfile(os.path.join(output_dir, "config.json")) else model_dir
     write_model_card(
         output_dir,
@@ -249,7 +253,7 @@ def write_evaluation_card(eval_args, data_args, model, metrics, class_counts, la
         class_counts=class_counts,
         dataset_name=data_args.dataset_name,
         imbalance_factor=data_args.imbalance_factor,
-        recipe=stored.get("recipe"),
+        recipe=recipe or None,
         label_names=label_names,
         base_model=stored.get("base_model"),
         teacher=teacher,

@@ -157,6 +157,9 @@ def test_index_bounds_report_head_mid_tail_in_results_and_card(teacher_dir, tmp_
     assert again["distillation_index_tail_accuracy"] == pytest.approx(results["distillation_index_tail_accuracy"])
     refreshed = (evaluation / "README.md").read_text()
     assert f"[`{teacher_reference(str(teacher_dir), str(evaluation))}`]" in refreshed
+    # the recipe's teacher line follows the link; the training folder's relative path is gone
+    assert f"- **teacher**: `{teacher_reference(str(teacher_dir), str(evaluation))}` (" in refreshed
+    assert f"`{teacher_reference(str(teacher_dir), str(out))}`" not in refreshed
     assert "### The two experts" in refreshed and "- **distillation alpha**" in refreshed
     assert f'from_pretrained("{out}"' in refreshed  # a report on the evaluated folder
     # published: the folder copied elsewhere, its card written from the training folder into the copy (named after
@@ -167,6 +170,7 @@ def test_index_bounds_report_head_mid_tail_in_results_and_card(teacher_dir, tmp_
     link = f"[`{teacher_reference(str(teacher_dir), str(published))}`]"
     card = (published / "README.md").read_text()
     assert link in card and f'from_pretrained("{published}"' in card and "# student" in card
+    assert f"- **teacher**: `{teacher_reference(str(teacher_dir), str(published))}` (" in card
     run_eval.main(["--model_name_or_path", str(published), "--output_dir", str(published), *DATA[:4]])
     assert link in (published / "README.md").read_text()
 
