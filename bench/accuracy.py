@@ -266,18 +266,37 @@ def display_path(arg: str) -> str:
     return arg
 
 
-def run_stage(name: str, argv: list[str], log_path: Path, env: dict) -> float:
+STAGE_CLOCK = "stage_clock.json"  # [[start, end], ...] in Unix seconds, one pair per attempt at the stage
+
+
+def stage_clock(out_dir: Path) -> list[list[float | None]]:
+    path = out_dir / STAGE_CLOCK
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def clocked_seconds(segments: list[list[float | None]]) -> float:
+    """The stage's wall time over its attempts; an attempt that was killed without being parked counts nothing."""
+    return sum(end - start for start, end in segments if end is not None)
+
+
+def run_stage(name: str, argv: list[str], log_path: Path, env: dict, out_dir: Path) -> float:
+    """Run one stage; its wall time summed over every attempt (a resumed or parked run's earlier ones included:
+    `bench/park_runs.py` closes the running attempt when it parks it)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    segments = [*stage_clock(out_dir), [time.time(), None]]
+    (out_dir / STAGE_CLOCK).write_text(json.dumps(segments))
+    with open(log_path, "a", encoding="utf-8") as log:  # a resumed attempt's log follows the earlier one's
         log.write("$ " + shlex.join(argv) + "\n\n")
         log.flush()
         proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
-    elapsed = time.perf_counter() - start
+    segments = stage_clock(out_dir)
+    segments[-1][1] = time.time()
+    (out_dir / STAGE_CLOCK).write_text(json.dumps(segments))
     if proc.returncode != 0:
         tail = "".join(open(log_path, encoding="utf-8", errors="replace").readlines()[-30:])
         raise RuntimeError(f"stage {name!r} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
-    return elapsed
+    return clocked_seconds(segments)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -560,7 +579,7 @@ def main(argv=None):
             print(f"[{recipe}] seed {args.seed} already in {json_path} (settings {sig}): skipped", flush=True)
             continue
         stages = recipe_commands(recipe, args, run_root)
-        start, stage_times = time.perf_counter(), {}
+        stage_times = {}
         print(f"[{recipe}] {len(stages)} stage(s) -> {run_root}", flush=True)
         try:
             for name, argv, out_dir in stages:
@@ -574,7 +593,7 @@ def main(argv=None):
                 if any(out_dir.glob("checkpoint-*")):  # an interrupted stage resumes exactly where it stopped
                     argv = [*argv, "--resume_from_checkpoint", "latest"]
                 print(f"[{recipe}] {name}: {shlex.join(argv[1:])[:200]}...", flush=True)
-                stage_times[name] = run_stage(name, argv, run_root / "logs" / f"{recipe}_{name}.log", env)
+                stage_times[name] = run_stage(name, argv, run_root / "logs" / f"{recipe}_{name}.log", env, out_dir)
             metrics = read_test_metrics(stages[-1][2])
         except RuntimeError as err:
             print(f"[{recipe}] FAILED: {err}", flush=True)
@@ -590,7 +609,8 @@ def main(argv=None):
         entry = {
             "recipe": recipe, "name": RECIPE_NAMES[recipe], "seed": args.seed, "signature": sig, "settings": settings,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **run_environment(),
-            "wall_time_s": time.perf_counter() - start, "stage_times_s": stage_times,
+            # every attempt of every stage, a parked run's earlier machines included
+            "wall_time_s": sum(stage_times.values()), "stage_times_s": stage_times,
             "commands": [shlex.join(["python", *(display_path(a) for a in argv[1:])]) for _, argv, _ in stages],
             "output_dir": str(stages[-1][2]), "class_counts": class_counts,
             "label_names": [id2label[str(i)] for i in range(len(class_counts))] if id2label else None,

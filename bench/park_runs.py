@@ -3,10 +3,10 @@
 
 A 50-epoch CIFAR-10-LT run takes longer on 2 CPU cores than a working session lasts, and `outputs/` (git-ignored)
 does not outlive the machine. `park` copies each unfinished run's latest checkpoint (everything Trainer needs to
-resume exactly) and the weights of its best-validation checkpoint (what `load_best_model_at_end` loads) into
-`bench/parked/<settings>/<recipe>/`, to be committed; `restore` copies them back under `outputs/` and points the
-recorded best checkpoint at its new place, so that `bench/accuracy.py` resumes the run where it stopped. A parked
-run whose result has landed in `outputs/` (its `eval_results.json`) is dropped on the next `park`.
+resume exactly), the weights of its best-validation checkpoint (what `load_best_model_at_end` loads) and its wall
+time so far into `bench/parked/<settings>/<recipe>/`, to be committed; `restore` copies them back under `outputs/`
+and points the recorded best checkpoint at its new place, so that `bench/accuracy.py` resumes the run where it
+stopped. A parked run whose result has landed in `outputs/` (its `eval_results.json`) is dropped on the next `park`.
 
     python bench/park_runs.py park       # before the machine goes: then commit bench/parked
     python bench/park_runs.py restore    # on the next machine, before rerunning bench/accuracy.py
@@ -18,6 +18,7 @@ import argparse
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +26,7 @@ WORK = REPO / "outputs" / "bench_accuracy"
 PARKED = REPO / "bench" / "parked"
 CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 BEST_FILES = ("model.safetensors", "config.json", "trainer_state.json")  # enough for load_best_model_at_end
+STAGE_CLOCK = "stage_clock.json"  # bench/accuracy.py's wall time per attempt: [[start, end], ...]
 
 
 def checkpoints(run_dir: Path) -> dict[int, Path]:
@@ -56,6 +58,11 @@ def park(work: Path = WORK, parked: Path = PARKED) -> list[Path]:
             (target / steps[best_step].name).mkdir()
             for name in BEST_FILES:
                 shutil.copy2(steps[best_step] / name, target / steps[best_step].name / name)
+        clock = run_dir / STAGE_CLOCK
+        if clock.exists():  # the running attempt ends here, for the wall time of the whole run
+            segments = json.loads(clock.read_text())
+            segments = [[start, end if end is not None else time.time()] for start, end in segments]
+            (target / STAGE_CLOCK).write_text(json.dumps(segments))
         size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file()) / 2**20
         print(f"parked {run_dir.relative_to(work)} at step {max(steps)} (best {best_step}): {size:.1f} MiB")
         kept.append(target)
@@ -73,6 +80,8 @@ def restore(work: Path = WORK, parked: Path = PARKED) -> list[Path]:
         for path in checkpoints(source).values():
             shutil.rmtree(run_dir / path.name, ignore_errors=True)
             shutil.copytree(path, run_dir / path.name)
+        if (source / STAGE_CLOCK).exists():
+            shutil.copy2(source / STAGE_CLOCK, run_dir / STAGE_CLOCK)
         for state_file in run_dir.glob("checkpoint-*/trainer_state.json"):
             state = json.loads(state_file.read_text())
             if state.get("best_global_step"):  # recorded as an absolute path of the machine that wrote it

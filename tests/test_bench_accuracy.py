@@ -202,3 +202,21 @@ def test_results_record_the_machine_and_the_commit_they_measured(tmp_path):
     text = (tmp_path / "r.md").read_text()
     assert "- Bal-BCE (d):" in text  # an earlier result without them
     assert "- BCE (d, 2 CPU cores (X), commit abc1234):" in text
+
+
+def test_a_stage_clocks_every_attempt_and_its_log_keeps_the_earlier_ones(tmp_path):
+    out, log = tmp_path / "run", tmp_path / "logs" / "stage.log"
+    out.mkdir()
+    # an earlier attempt of 100 s (closed by bench/park_runs.py park) and one killed unparked (no end: not counted)
+    (out / accuracy.STAGE_CLOCK).write_text(json.dumps([[1000.0, 1100.0], [2000.0, None]]))
+    log.parent.mkdir()
+    log.write_text("earlier attempt\n")
+    total = accuracy.run_stage("student", [sys.executable, "-c", "import time; time.sleep(0.2)"], log, {}, out)
+    segments = json.loads((out / accuracy.STAGE_CLOCK).read_text())
+    assert len(segments) == 3 and segments[:2] == [[1000.0, 1100.0], [2000.0, None]]
+    assert 0.2 <= segments[2][1] - segments[2][0] < 5
+    assert total == pytest.approx(100.0 + segments[2][1] - segments[2][0])
+    assert log.read_text().startswith("earlier attempt\n$ ")
+    with pytest.raises(RuntimeError, match="stage 'student' failed"):
+        accuracy.run_stage("student", [sys.executable, "-c", "raise SystemExit(3)"], log, {}, out)
+    assert json.loads((out / accuracy.STAGE_CLOCK).read_text())[3][1] is not None

@@ -26,6 +26,8 @@ def _run(work: Path, name="abc123/deit_lt", steps=(10, 20), best=10):
     run_dir = work / name
     for step in steps:
         _checkpoint(run_dir / f"checkpoint-{step}", step, min(best, step), "/elsewhere/deit_lt")
+    # bench/accuracy.py's clock: an earlier attempt, and the one running now
+    (run_dir / park_runs.STAGE_CLOCK).write_text(json.dumps([[100.0, 160.0], [200.0, None]]))
     return run_dir
 
 
@@ -38,6 +40,10 @@ def test_park_keeps_the_latest_checkpoint_whole_and_the_best_ones_weights(tmp_pa
     assert sorted(os.listdir(best)) == sorted(park_runs.BEST_FILES)
     assert (latest / "optimizer.pt").read_bytes() == b"optimizer.pt at 20"
     assert (best / "model.safetensors").read_bytes() == b"model.safetensors at 10"
+    # the running attempt is closed in the parked copy (now), the run's own clock is left as it is
+    clock = json.loads((parked / "abc123/deit_lt" / park_runs.STAGE_CLOCK).read_text())
+    assert clock[0] == [100.0, 160.0] and clock[1][0] == 200.0 and clock[1][1] > 1.7e9
+    assert json.loads((work / "abc123/deit_lt" / park_runs.STAGE_CLOCK).read_text())[1] == [200.0, None]
 
 
 def test_restore_resumes_where_parked_with_the_best_checkpoint_at_its_new_path(tmp_path):
@@ -53,6 +59,8 @@ def test_restore_resumes_where_parked_with_the_best_checkpoint_at_its_new_path(t
         assert state["best_model_checkpoint"] == str(run_dir / "checkpoint-10")
         assert os.path.isdir(state["best_model_checkpoint"])
     assert (run_dir / "checkpoint-20" / "rng_state.pth").read_bytes() == b"rng_state.pth at 20"
+    clock = park_runs.STAGE_CLOCK
+    assert (run_dir / clock).read_text() == (parked / "abc123/deit_lt" / clock).read_text()
     # a second restore, or one onto a run that is further along, changes nothing
     assert park_runs.restore(fresh, parked) == []
     _checkpoint(run_dir / "checkpoint-30", 30, 30, str(run_dir))
