@@ -53,7 +53,8 @@ def park(work: Path = WORK, parked: Path = PARKED) -> list[Path]:
         best_step = json.loads((latest / "trainer_state.json").read_text()).get("best_global_step")
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        shutil.copytree(latest, target / latest.name)
+        # not the remote-code copies of the package's modules: resuming loads weights into the script's own model
+        shutil.copytree(latest, target / latest.name, ignore=shutil.ignore_patterns("*.py"))
         if best_step and best_step != max(steps) and best_step in steps:
             (target / steps[best_step].name).mkdir()
             for name in BEST_FILES:

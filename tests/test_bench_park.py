@@ -11,11 +11,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import park_runs  # noqa: E402
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "config.json")
+REMOTE_CODE = "modeling_livt.py"  # the checkpoint's copy of a package module: not parked
 
 
 def _checkpoint(path: Path, step: int, best_step: int, old_root: str):
     path.mkdir(parents=True)
-    for name in CHECKPOINT_FILES:
+    for name in (*CHECKPOINT_FILES, REMOTE_CODE):
         (path / name).write_bytes(f"{name} at {step}".encode())
     state = {"global_step": step, "best_global_step": best_step,
              "best_model_checkpoint": f"{old_root}/checkpoint-{best_step}"}
