@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,10 +55,9 @@ def main(argv=None):
         acc_args = accuracy.parse_args(["--recipes", "bal_bce", "--epochs", args.epochs, "--work_dir", args.work_dir,
                                         *CANDIDATES[name]])
         (stage, argv, out), = accuracy.recipe_commands("bal_bce", acc_args, Path(args.work_dir) / name)
-        start = time.perf_counter()
-        accuracy.run_stage(stage, argv, Path(args.work_dir) / "logs" / f"{name}.log",
-                           {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-        entry = {"candidate": name, "flags": CANDIDATES[name], "wall_time_s": time.perf_counter() - start,
+        seconds = accuracy.run_stage(stage, argv, Path(args.work_dir) / "logs" / f"{name}.log",
+                                     {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}, out)
+        entry = {"candidate": name, "flags": CANDIDATES[name], "wall_time_s": seconds,
                  "command": shlex.join(["python", *(accuracy.display_path(a) for a in argv[1:])]),
                  **best_validation(out)}
         results = [r for r in results if r["candidate"] != name] + [entry]
