@@ -290,7 +290,6 @@ def run_stage(name: str, argv: list[str], log_path: Path, env: dict, out_dir: Pa
         log.write("$ " + shlex.join(argv) + "\n\n")
         log.flush()
         proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
-    segments = stage_clock(out_dir)
     segments[-1][1] = time.time()
     (out_dir / STAGE_CLOCK).write_text(json.dumps(segments))
     if proc.returncode != 0:

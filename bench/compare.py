@@ -101,11 +101,16 @@ def load_table(results_dir: Path, table: str) -> list[dict]:
     return load_results(path)
 
 
+def matching_runs(arm: Arm, results_dir: Path) -> list[dict]:
+    """Every run of the arm's recipe with the arm's settings (all values of `chosen_by_validation`)."""
+    return [r for r in load_table(results_dir, arm.table) if r["recipe"] == arm.recipe and
+            all(r["settings"].get(k) == v for k, v in arm.settings.items())]
+
+
 def arm_runs(arm: Arm, results_dir: Path) -> tuple[list[dict], dict]:
     """The arm's runs and the settings they were drawn with (with `chosen_by_validation`'s value: that of the seed-0
     run with the best validation accuracy)."""
-    runs = [r for r in load_table(results_dir, arm.table) if r["recipe"] == arm.recipe and
-            all(r["settings"].get(k) == v for k, v in arm.settings.items())]
+    runs = matching_runs(arm, results_dir)
     settings = dict(arm.settings)
     if arm.chosen_by_validation and runs:
         seed0 = [r for r in runs if r["settings"]["seed"] == 0 and (r.get("validation") or {}).get("best") is not None]

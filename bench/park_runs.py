@@ -21,12 +21,12 @@ import shutil
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / "outputs" / "bench_accuracy"
+from accuracy import REPO, STAGE_CLOCK  # the clock: bench/accuracy.py's wall time per attempt, [[start, end], ...]
+
+WORK = REPO / "outputs" / "bench_accuracy"  # bench/accuracy.py's default --work_dir
 PARKED = REPO / "bench" / "parked"
 CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 BEST_FILES = ("model.safetensors", "config.json", "trainer_state.json")  # enough for load_best_model_at_end
-STAGE_CLOCK = "stage_clock.json"  # bench/accuracy.py's wall time per attempt: [[start, end], ...]
 
 
 def checkpoints(run_dir: Path) -> dict[int, Path]:
@@ -73,12 +73,11 @@ def park(work: Path = WORK, parked: Path = PARKED) -> list[Path]:
 def restore(work: Path = WORK, parked: Path = PARKED) -> list[Path]:
     restored = []
     for source in run_dirs(parked):
-        run_dir = work / source.relative_to(parked)
-        if (run_dir / "eval_results.json").exists() or max(checkpoints(run_dir) or {-1: None}) >= max(
-                checkpoints(source)):
+        run_dir, parked_steps = work / source.relative_to(parked), checkpoints(source)
+        if (run_dir / "eval_results.json").exists() or max(checkpoints(run_dir), default=-1) >= max(parked_steps):
             continue  # finished here, or further along than the parked copy
         run_dir.mkdir(parents=True, exist_ok=True)
-        for path in checkpoints(source).values():
+        for path in parked_steps.values():
             shutil.rmtree(run_dir / path.name, ignore_errors=True)
             shutil.copytree(path, run_dir / path.name)
         if (source / STAGE_CLOCK).exists():
@@ -88,7 +87,7 @@ def restore(work: Path = WORK, parked: Path = PARKED) -> list[Path]:
             if state.get("best_global_step"):  # recorded as an absolute path of the machine that wrote it
                 state["best_model_checkpoint"] = str(run_dir / f"checkpoint-{state['best_global_step']}")
                 state_file.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-        print(f"restored {source.relative_to(parked)} at step {max(checkpoints(source))}")
+        print(f"restored {source.relative_to(parked)} at step {max(parked_steps)}")
         restored.append(run_dir)
     return restored
 

@@ -42,15 +42,18 @@ def is_published(run: dict, target: Path) -> bool:
     return all(abs(published.get(key, -1.0) - run["metrics"][key]) < 1e-6 for key in ("accuracy", "ece"))
 
 
+def arm_name(settings: dict) -> str:
+    """The augmentation arm of a run's settings (bench/accuracy.py records the key only for the paper arm)."""
+    return settings.get(compare.STUDENT.chosen_by_validation) or "none"
+
+
 def chosen_arm(results_dir: Path) -> str:
     """The chosen augmentation arm once both arms have a seed-0 run (what the later runs of the arm need)."""
-    student = compare.STUDENT
-    runs = [r for r in compare.load_table(results_dir, student.table) if r["recipe"] == student.recipe and
-            r["settings"]["seed"] == 0 and all(r["settings"].get(k) == v for k, v in student.settings.items())]
-    measured = {r["settings"].get(student.chosen_by_validation) or "none" for r in runs}
+    runs = [r for r in compare.matching_runs(compare.STUDENT, results_dir) if r["settings"]["seed"] == 0]
+    measured = {arm_name(r["settings"]) for r in runs}
     if measured != {"none", "paper"}:
         raise SystemExit(f"both student arms need a seed-0 run first (measured: {sorted(measured) or 'none yet'})")
-    return compare.arm_runs(student, results_dir)[1].get(student.chosen_by_validation) or "none"
+    return arm_name(compare.arm_runs(compare.STUDENT, results_dir)[1])
 
 
 def publish(results_dir: Path, target: Path, work_dir: Path, dataset: Path, python: str = sys.executable) -> str:
@@ -59,7 +62,7 @@ def publish(results_dir: Path, target: Path, work_dir: Path, dataset: Path, pyth
     if not seed0:
         raise compare.NotMeasured(f"no seed-0 {compare.STUDENT.recipe} run with settings {settings}")
     run = seed0[0]
-    arm = settings.get(compare.STUDENT.chosen_by_validation) or "none"
+    arm = arm_name(settings)
     if is_published(run, target):
         return f"{target} already holds the chosen arm ({arm}, settings {run['signature']})"
     source = source_folder(run, work_dir)
